@@ -1,0 +1,35 @@
+// Leveled, thread-safe logging to stderr: `GRPO_LOG(kInfo) << "step " << n;`
+//
+// One line per statement, prefixed with time, level and a short source location. The global level is
+// set once at start (from the config's run.log_level) and may be read from any thread.
+#pragma once
+
+#include <sstream>
+#include <string>
+
+namespace grpo::log {
+
+enum Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
+
+void set_level(Level level);
+Level level();
+// Parses "debug|info|warn|error|off"; returns false on an unknown name.
+bool parse_level(const std::string& name, Level* out);
+
+class Line {
+ public:
+  Line(Level level, const char* file, int line);
+  ~Line();
+  std::ostringstream& stream() { return os_; }
+
+ private:
+  Level level_;
+  std::ostringstream os_;
+};
+
+}  // namespace grpo::log
+
+#define GRPO_LOG(level)                             \
+  if (::grpo::log::level < ::grpo::log::level()) {  \
+  } else                                            \
+    ::grpo::log::Line(::grpo::log::level, __FILE__, __LINE__).stream()
