@@ -29,7 +29,7 @@ class Line {
 
 }  // namespace grpo::log
 
-#define GRPO_LOG(level)                             \
-  if (::grpo::log::level < ::grpo::log::level()) {  \
-  } else                                            \
-    ::grpo::log::Line(::grpo::log::level, __FILE__, __LINE__).stream()
+#define GRPO_LOG(severity)                             \
+  if (::grpo::log::severity < ::grpo::log::level()) {  \
+  } else                                               \
+    ::grpo::log::Line(::grpo::log::severity, __FILE__, __LINE__).stream()

@@ -1,0 +1,660 @@
+// Cap'n Proto <-> value type conversion. The only place that sees the generated wire types; every
+// kj::Exception raised while reading is converted to a Status here.
+#include "cluster/codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/array.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <utility>
+
+#include "messages.capnp.h"
+
+namespace grpo::cluster {
+namespace {
+
+namespace w = ::grpo::cluster::wire;
+using Body = w::Envelope::Body;
+
+// ---------------------------------------------------------------------------------------------
+// Value type -> wire.
+
+capnp::Text::Reader text_of(const std::string& s) {
+  // std::string storage is NUL-terminated, as capnp::Text::Reader requires; embedded NULs and
+  // bytes that are not UTF-8 survive because the length travels with the text.
+  return capnp::Text::Reader(s.c_str(), s.size());
+}
+
+template <typename ListBuilder, typename T>
+void copy_list(ListBuilder list, const std::vector<T>& values) {
+  for (size_t i = 0; i < values.size(); ++i) list.set(static_cast<unsigned>(i), values[i]);
+}
+
+void to_wire(const SamplingParams& m, w::SamplingParams::Builder b) {
+  b.setTemperature(m.temperature);
+  b.setTopP(m.top_p);
+  b.setTopK(m.top_k);
+  b.setMaxNewTokens(m.max_new_tokens);
+}
+
+void to_wire(const LeaseRequest& m, w::LeaseRequest::Builder b) {
+  b.setWorkerId(m.worker_id);
+  b.setPolicyVersion(m.policy_version);
+  b.setMaxGroups(m.max_groups);
+}
+
+void to_wire(const PromptLease& m, w::PromptLease::Builder b) {
+  b.setGroupId(m.group_id);
+  b.setPromptIndex(m.prompt_index);
+  b.setPrompt(text_of(m.prompt));
+  b.setAnswer(text_of(m.answer));
+  b.setGroupSize(m.group_size);
+  b.setMinVersion(m.min_version);
+  b.setDeadlineMs(m.deadline_ms);
+  b.setSeed(m.seed);
+  to_wire(m.sampling, b.initSampling());
+}
+
+void to_wire(const Completion& m, w::Completion::Builder b) {
+  copy_list(b.initTokenIds(static_cast<unsigned>(m.token_ids.size())), m.token_ids);
+  copy_list(b.initLogprobs(static_cast<unsigned>(m.logprobs.size())), m.logprobs);
+  copy_list(b.initVersions(static_cast<unsigned>(m.versions.size())), m.versions);
+  b.setText(text_of(m.text));
+  b.setFinished(m.finished);
+}
+
+void to_wire(const RolloutGroup& m, w::RolloutGroup::Builder b) {
+  b.setGroupId(m.group_id);
+  b.setGeneratorId(m.generator_id);
+  b.setPrompt(text_of(m.prompt));
+  b.setAnswer(text_of(m.answer));
+  copy_list(b.initPromptIds(static_cast<unsigned>(m.prompt_ids.size())), m.prompt_ids);
+  auto completions = b.initCompletions(static_cast<unsigned>(m.completions.size()));
+  for (size_t i = 0; i < m.completions.size(); ++i) {
+    to_wire(m.completions[i], completions[static_cast<unsigned>(i)]);
+  }
+}
+
+void to_wire(const RewardBreakdown& m, w::RewardBreakdown::Builder b) {
+  b.setTotal(m.total);
+  b.setAccuracy(m.accuracy);
+  b.setFormat(m.format);
+  b.setLanguage(m.language);
+  b.setLength(m.length);
+  b.setCorrect(m.correct);
+}
+
+void to_wire(const ScoredGroup& m, w::ScoredGroup::Builder b) {
+  to_wire(m.rollout, b.initRollout());
+  auto rewards = b.initRewards(static_cast<unsigned>(m.rewards.size()));
+  for (size_t i = 0; i < m.rewards.size(); ++i) {
+    to_wire(m.rewards[i], rewards[static_cast<unsigned>(i)]);
+  }
+  b.setVerifierId(m.verifier_id);
+}
+
+void to_wire(const TrainBatchRequest& m, w::TrainBatchRequest::Builder b) {
+  b.setLearnerId(m.learner_id);
+  b.setStep(m.step);
+  b.setMinVersion(m.min_version);
+  b.setNumGroups(m.num_groups);
+}
+
+void to_wire(const TrainBatch& m, w::TrainBatch::Builder b) {
+  b.setStep(m.step);
+  auto groups = b.initGroups(static_cast<unsigned>(m.groups.size()));
+  for (size_t i = 0; i < m.groups.size(); ++i) to_wire(m.groups[i], groups[static_cast<unsigned>(i)]);
+}
+
+void to_wire(const TensorMeta& m, w::TensorMeta::Builder b) {
+  b.setName(text_of(m.name));
+  copy_list(b.initShape(static_cast<unsigned>(m.shape.size())), m.shape);
+  b.setDtype(text_of(m.dtype));
+  b.setOffset(m.offset);
+  b.setNbytes(m.nbytes);
+}
+
+void to_wire(const WeightManifest& m, w::WeightManifest::Builder b) {
+  b.setVersion(m.version);
+  auto tensors = b.initTensors(static_cast<unsigned>(m.tensors.size()));
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    to_wire(m.tensors[i], tensors[static_cast<unsigned>(i)]);
+  }
+  b.setTotalBytes(m.total_bytes);
+  b.setChunkBytes(m.chunk_bytes);
+  copy_list(b.initChunkChecksums(static_cast<unsigned>(m.chunk_checksums.size())),
+            m.chunk_checksums);
+}
+
+void to_wire(const WeightChunk& m, w::WeightChunk::Builder b) {
+  b.setVersion(m.version);
+  b.setIndex(m.index);
+  b.setChecksum(m.checksum);
+  b.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.data.data()), m.data.size()));
+}
+
+void to_wire(const Heartbeat& m, w::Heartbeat::Builder b) {
+  b.setRole(text_of(m.role));
+  b.setWorkerId(m.worker_id);
+  b.setEpoch(m.epoch);
+  b.setPolicyVersion(m.policy_version);
+  b.setTimestampMs(m.timestamp_ms);
+  b.setInFlight(m.in_flight);
+}
+
+// Initializes the body member of `m`'s kind.
+w::LeaseRequest::Builder init_body(Body::Builder b, const LeaseRequest*) { return b.initLeaseRequest(); }
+w::PromptLease::Builder init_body(Body::Builder b, const PromptLease*) { return b.initPromptLease(); }
+w::RolloutGroup::Builder init_body(Body::Builder b, const RolloutGroup*) { return b.initRolloutGroup(); }
+w::ScoredGroup::Builder init_body(Body::Builder b, const ScoredGroup*) { return b.initScoredGroup(); }
+w::TrainBatchRequest::Builder init_body(Body::Builder b, const TrainBatchRequest*) {
+  return b.initTrainBatchRequest();
+}
+w::TrainBatch::Builder init_body(Body::Builder b, const TrainBatch*) { return b.initTrainBatch(); }
+w::WeightManifest::Builder init_body(Body::Builder b, const WeightManifest*) {
+  return b.initWeightManifest();
+}
+w::WeightChunk::Builder init_body(Body::Builder b, const WeightChunk*) { return b.initWeightChunk(); }
+w::Heartbeat::Builder init_body(Body::Builder b, const Heartbeat*) { return b.initHeartbeat(); }
+
+// Serializes the builder as an unpacked flat array straight into a std::string.
+std::string to_bytes(capnp::MessageBuilder& builder) {
+  const size_t words = capnp::computeSerializedSizeInWords(builder);
+  std::string out(words * sizeof(capnp::word), '\0');
+  kj::ArrayOutputStream stream(kj::arrayPtr(reinterpret_cast<kj::byte*>(&out[0]), out.size()));
+  capnp::writeMessage(stream, builder);
+  return out;
+}
+
+template <typename T>
+std::string encode_message(const T& m, size_t first_segment_words) {
+  try {
+    capnp::MallocMessageBuilder builder(static_cast<unsigned>(first_segment_words));
+    auto envelope = builder.initRoot<w::Envelope>();
+    envelope.setSchemaVersion(kSchemaVersion);
+    to_wire(m, init_body(envelope.initBody(), &m));
+    return to_bytes(builder);
+  } catch (const kj::Exception& e) {
+    // Only a field beyond Cap'n Proto's limits (2^29 list elements or blob bytes) gets here.
+    check_failed(__FILE__, __LINE__, "encode", e.getDescription().cStr());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire -> value type. Each pointer field is read exactly once, so a well-formed message costs
+// about its own size in traversal words.
+
+std::string from_text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+template <typename T, typename ListReader>
+std::vector<T> from_list(ListReader list) {
+  std::vector<T> out;
+  out.reserve(list.size());
+  for (auto v : list) out.push_back(v);
+  return out;
+}
+
+void from_wire(w::SamplingParams::Reader r, SamplingParams* m) {
+  m->temperature = r.getTemperature();
+  m->top_p = r.getTopP();
+  m->top_k = r.getTopK();
+  m->max_new_tokens = r.getMaxNewTokens();
+}
+
+Status from_wire(w::LeaseRequest::Reader r, LeaseRequest* m) {
+  m->worker_id = r.getWorkerId();
+  m->policy_version = r.getPolicyVersion();
+  m->max_groups = r.getMaxGroups();
+  return ok_status();
+}
+
+Status from_wire(w::PromptLease::Reader r, PromptLease* m) {
+  m->group_id = r.getGroupId();
+  m->prompt_index = r.getPromptIndex();
+  m->prompt = from_text(r.getPrompt());
+  m->answer = from_text(r.getAnswer());
+  m->group_size = r.getGroupSize();
+  m->min_version = r.getMinVersion();
+  m->deadline_ms = r.getDeadlineMs();
+  m->seed = r.getSeed();
+  from_wire(r.getSampling(), &m->sampling);
+  return ok_status();
+}
+
+Status from_wire(w::Completion::Reader r, Completion* m) {
+  m->token_ids = from_list<int32_t>(r.getTokenIds());
+  m->logprobs = from_list<float>(r.getLogprobs());
+  m->versions = from_list<uint64_t>(r.getVersions());
+  m->text = from_text(r.getText());
+  m->finished = r.getFinished();
+  if (m->token_ids.size() != m->logprobs.size() || m->token_ids.size() != m->versions.size()) {
+    return invalid_argument("completion has " + std::to_string(m->token_ids.size()) +
+                            " token_ids but " + std::to_string(m->logprobs.size()) +
+                            " logprobs and " + std::to_string(m->versions.size()) + " versions");
+  }
+  return ok_status();
+}
+
+Status from_wire(w::RolloutGroup::Reader r, RolloutGroup* m) {
+  m->group_id = r.getGroupId();
+  m->generator_id = r.getGeneratorId();
+  m->prompt = from_text(r.getPrompt());
+  m->answer = from_text(r.getAnswer());
+  m->prompt_ids = from_list<int32_t>(r.getPromptIds());
+  auto completions = r.getCompletions();
+  m->completions.clear();
+  m->completions.resize(completions.size());
+  for (unsigned i = 0; i < completions.size(); ++i) {
+    Status s = from_wire(completions[i], &m->completions[i]);
+    if (!s.ok()) {
+      return s.with_context("group " + std::to_string(m->group_id) + " completion " +
+                            std::to_string(i));
+    }
+  }
+  return ok_status();
+}
+
+void from_wire(w::RewardBreakdown::Reader r, RewardBreakdown* m) {
+  m->total = r.getTotal();
+  m->accuracy = r.getAccuracy();
+  m->format = r.getFormat();
+  m->language = r.getLanguage();
+  m->length = r.getLength();
+  m->correct = r.getCorrect();
+}
+
+Status from_wire(w::ScoredGroup::Reader r, ScoredGroup* m) {
+  GRPO_RETURN_IF_ERROR(from_wire(r.getRollout(), &m->rollout));
+  auto rewards = r.getRewards();
+  m->rewards.clear();
+  m->rewards.resize(rewards.size());
+  for (unsigned i = 0; i < rewards.size(); ++i) from_wire(rewards[i], &m->rewards[i]);
+  m->verifier_id = r.getVerifierId();
+  if (m->rewards.size() != m->rollout.completions.size()) {
+    return invalid_argument("scored group " + std::to_string(m->rollout.group_id) + " has " +
+                            std::to_string(m->rewards.size()) + " rewards for " +
+                            std::to_string(m->rollout.completions.size()) + " completions");
+  }
+  return ok_status();
+}
+
+Status from_wire(w::TrainBatchRequest::Reader r, TrainBatchRequest* m) {
+  m->learner_id = r.getLearnerId();
+  m->step = r.getStep();
+  m->min_version = r.getMinVersion();
+  m->num_groups = r.getNumGroups();
+  return ok_status();
+}
+
+Status from_wire(w::TrainBatch::Reader r, TrainBatch* m) {
+  m->step = r.getStep();
+  auto groups = r.getGroups();
+  m->groups.clear();
+  m->groups.resize(groups.size());
+  for (unsigned i = 0; i < groups.size(); ++i) {
+    GRPO_RETURN_IF_ERROR(from_wire(groups[i], &m->groups[i]));
+  }
+  return ok_status();
+}
+
+void from_wire(w::TensorMeta::Reader r, TensorMeta* m) {
+  m->name = from_text(r.getName());
+  m->shape = from_list<int64_t>(r.getShape());
+  m->dtype = from_text(r.getDtype());
+  m->offset = r.getOffset();
+  m->nbytes = r.getNbytes();
+}
+
+Status from_wire(w::WeightManifest::Reader r, WeightManifest* m) {
+  m->version = r.getVersion();
+  auto tensors = r.getTensors();
+  m->tensors.clear();
+  m->tensors.resize(tensors.size());
+  for (unsigned i = 0; i < tensors.size(); ++i) from_wire(tensors[i], &m->tensors[i]);
+  m->total_bytes = r.getTotalBytes();
+  m->chunk_bytes = r.getChunkBytes();
+  m->chunk_checksums = from_list<uint64_t>(r.getChunkChecksums());
+  return ok_status();
+}
+
+Status from_wire(w::WeightChunk::Reader r, WeightChunk* m) {
+  m->version = r.getVersion();
+  m->index = r.getIndex();
+  m->checksum = r.getChecksum();
+  auto data = r.getData();
+  m->data.assign(reinterpret_cast<const char*>(data.begin()), data.size());
+  return ok_status();
+}
+
+Status from_wire(w::Heartbeat::Reader r, Heartbeat* m) {
+  m->role = from_text(r.getRole());
+  m->worker_id = r.getWorkerId();
+  m->epoch = r.getEpoch();
+  m->policy_version = r.getPolicyVersion();
+  m->timestamp_ms = r.getTimestampMs();
+  m->in_flight = r.getInFlight();
+  return ok_status();
+}
+
+StatusOr<MessageKind> kind_of(Body::Which which) {
+  switch (which) {
+    case Body::LEASE_REQUEST: return MessageKind::kLeaseRequest;
+    case Body::PROMPT_LEASE: return MessageKind::kPromptLease;
+    case Body::ROLLOUT_GROUP: return MessageKind::kRolloutGroup;
+    case Body::SCORED_GROUP: return MessageKind::kScoredGroup;
+    case Body::TRAIN_BATCH_REQUEST: return MessageKind::kTrainBatchRequest;
+    case Body::TRAIN_BATCH: return MessageKind::kTrainBatch;
+    case Body::WEIGHT_MANIFEST: return MessageKind::kWeightManifest;
+    case Body::WEIGHT_CHUNK: return MessageKind::kWeightChunk;
+    case Body::HEARTBEAT: return MessageKind::kHeartbeat;
+  }
+  return invalid_argument("unknown message kind (union member " +
+                          std::to_string(static_cast<unsigned>(which)) + ")");
+}
+
+// Reads the body member of `T`'s kind.
+w::LeaseRequest::Reader get_body(Body::Reader b, const LeaseRequest*) { return b.getLeaseRequest(); }
+w::PromptLease::Reader get_body(Body::Reader b, const PromptLease*) { return b.getPromptLease(); }
+w::RolloutGroup::Reader get_body(Body::Reader b, const RolloutGroup*) { return b.getRolloutGroup(); }
+w::ScoredGroup::Reader get_body(Body::Reader b, const ScoredGroup*) { return b.getScoredGroup(); }
+w::TrainBatchRequest::Reader get_body(Body::Reader b, const TrainBatchRequest*) {
+  return b.getTrainBatchRequest();
+}
+w::TrainBatch::Reader get_body(Body::Reader b, const TrainBatch*) { return b.getTrainBatch(); }
+w::WeightManifest::Reader get_body(Body::Reader b, const WeightManifest*) {
+  return b.getWeightManifest();
+}
+w::WeightChunk::Reader get_body(Body::Reader b, const WeightChunk*) { return b.getWeightChunk(); }
+w::Heartbeat::Reader get_body(Body::Reader b, const Heartbeat*) { return b.getHeartbeat(); }
+
+constexpr MessageKind kind_constant(const LeaseRequest*) { return MessageKind::kLeaseRequest; }
+constexpr MessageKind kind_constant(const PromptLease*) { return MessageKind::kPromptLease; }
+constexpr MessageKind kind_constant(const RolloutGroup*) { return MessageKind::kRolloutGroup; }
+constexpr MessageKind kind_constant(const ScoredGroup*) { return MessageKind::kScoredGroup; }
+constexpr MessageKind kind_constant(const TrainBatchRequest*) {
+  return MessageKind::kTrainBatchRequest;
+}
+constexpr MessageKind kind_constant(const TrainBatch*) { return MessageKind::kTrainBatch; }
+constexpr MessageKind kind_constant(const WeightManifest*) { return MessageKind::kWeightManifest; }
+constexpr MessageKind kind_constant(const WeightChunk*) { return MessageKind::kWeightChunk; }
+constexpr MessageKind kind_constant(const Heartbeat*) { return MessageKind::kHeartbeat; }
+
+// Checks size and framing, opens the envelope and checks the schema version and kind, then calls
+// fn(MessageKind, Body::Reader). Every exception from reading is converted to a Status here.
+template <typename Fn>
+Status with_envelope(std::string_view bytes, const DecodeOptions& options, Fn&& fn) {
+  if (bytes.empty()) return data_loss("empty message");
+  if (bytes.size() > options.max_message_bytes) {
+    return invalid_argument("message of " + std::to_string(bytes.size()) +
+                            " bytes exceeds the limit of " +
+                            std::to_string(options.max_message_bytes));
+  }
+  if (bytes.size() % sizeof(capnp::word) != 0) {
+    return data_loss("message of " + std::to_string(bytes.size()) +
+                     " bytes is not a whole number of 8-byte words (truncated?)");
+  }
+  const size_t num_words = bytes.size() / sizeof(capnp::word);
+  try {
+    // Flat-array reading needs word-aligned memory; copy only when the input is not aligned.
+    kj::Array<capnp::word> aligned_copy;
+    kj::ArrayPtr<const capnp::word> words;
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
+      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(bytes.data()), num_words);
+    } else {
+      aligned_copy = kj::heapArray<capnp::word>(num_words);
+      std::memcpy(aligned_copy.begin(), bytes.data(), bytes.size());
+      words = kj::arrayPtr(static_cast<const capnp::word*>(aligned_copy.begin()), num_words);
+    }
+    capnp::ReaderOptions reader_options;
+    reader_options.traversalLimitInWords = options.traversal_limit_words != 0
+                                               ? options.traversal_limit_words
+                                               : 4 * uint64_t{num_words} + 1024;
+    reader_options.nestingLimit = options.nesting_limit;
+    capnp::FlatArrayMessageReader reader(words, reader_options);
+    if (reader.getEnd() != words.end()) {
+      return data_loss(std::to_string((words.end() - reader.getEnd()) * sizeof(capnp::word)) +
+                       " trailing bytes after the message");
+    }
+    auto envelope = reader.getRoot<w::Envelope>();
+    if (envelope.getSchemaVersion() != kSchemaVersion) {
+      return invalid_argument("schema version " + std::to_string(envelope.getSchemaVersion()) +
+                              " is not the supported version " + std::to_string(kSchemaVersion));
+    }
+    auto body = envelope.getBody();
+    GRPO_ASSIGN_OR_RETURN(MessageKind kind, kind_of(body.which()));
+    return fn(kind, body);
+  } catch (const kj::Exception& e) {
+    return data_loss(std::string("malformed message: ") + e.getDescription().cStr());
+  } catch (const std::bad_alloc&) {
+    return data_loss("malformed message: out of memory while decoding");
+  } catch (const std::exception& e) {
+    return data_loss(std::string("malformed message: ") + e.what());
+  } catch (...) {
+    return data_loss("malformed message: unknown exception while decoding");
+  }
+}
+
+template <typename T>
+Status decode_message(std::string_view bytes, T* out, const DecodeOptions& options) {
+  GRPO_CHECK(out != nullptr);
+  constexpr MessageKind expected = kind_constant(static_cast<const T*>(nullptr));
+  Status s = with_envelope(bytes, options, [&](MessageKind kind, Body::Reader body) -> Status {
+    if (kind != expected) {
+      return invalid_argument(std::string("expected a ") + message_kind_name(expected) +
+                              " message, got a " + message_kind_name(kind));
+    }
+    return from_wire(get_body(body, out), out);
+  });
+  return s.ok() ? s : s.with_context(std::string("decode ") + message_kind_name(expected));
+}
+
+constexpr size_t kDefaultFirstSegmentWords = 1024;
+
+}  // namespace
+
+const char* message_kind_name(MessageKind kind) {
+  switch (kind) {
+    case MessageKind::kLeaseRequest: return "LeaseRequest";
+    case MessageKind::kPromptLease: return "PromptLease";
+    case MessageKind::kRolloutGroup: return "RolloutGroup";
+    case MessageKind::kScoredGroup: return "ScoredGroup";
+    case MessageKind::kTrainBatchRequest: return "TrainBatchRequest";
+    case MessageKind::kTrainBatch: return "TrainBatch";
+    case MessageKind::kWeightManifest: return "WeightManifest";
+    case MessageKind::kWeightChunk: return "WeightChunk";
+    case MessageKind::kHeartbeat: return "Heartbeat";
+  }
+  return "Unknown";
+}
+
+std::string encode(const LeaseRequest& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const PromptLease& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const RolloutGroup& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const ScoredGroup& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const TrainBatchRequest& m) {
+  return encode_message(m, kDefaultFirstSegmentWords);
+}
+std::string encode(const TrainBatch& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const WeightManifest& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const WeightChunk& m) {
+  // One segment big enough for the data avoids a second allocation and copy.
+  return encode_message(m, m.data.size() / sizeof(capnp::word) + 64);
+}
+std::string encode(const Heartbeat& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+
+StatusOr<MessageKind> peek_kind(std::string_view bytes, const DecodeOptions& options) {
+  MessageKind result = MessageKind::kHeartbeat;
+  Status s = with_envelope(bytes, options, [&](MessageKind kind, Body::Reader) -> Status {
+    result = kind;
+    return ok_status();
+  });
+  if (!s.ok()) return s.with_context("peek_kind");
+  return result;
+}
+
+Status decode(std::string_view b, LeaseRequest* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, PromptLease* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, RolloutGroup* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, ScoredGroup* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, TrainBatchRequest* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, TrainBatch* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, WeightManifest* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, WeightChunk* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, Heartbeat* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+
+uint64_t checksum64(std::string_view data) { return XXH64(data.data(), data.size(), 0); }
+
+// ---------------------------------------------------------------------------------------------
+// Weight chunking.
+
+std::vector<WeightChunk> make_chunks(uint64_t version, std::string_view blob, uint32_t chunk_bytes,
+                                     WeightManifest* manifest) {
+  GRPO_CHECK(manifest != nullptr);
+  GRPO_CHECK_MSG(chunk_bytes > 0 && chunk_bytes <= kMaxChunkBytes,
+                 "make_chunks: chunk_bytes must be in [1, kMaxChunkBytes]");
+  const uint64_t num_chunks = (blob.size() + chunk_bytes - 1) / chunk_bytes;
+  GRPO_CHECK_MSG(num_chunks <= UINT32_MAX, "make_chunks: more than 2^32 chunks");
+  manifest->version = version;
+  manifest->total_bytes = blob.size();
+  manifest->chunk_bytes = chunk_bytes;
+  manifest->chunk_checksums.clear();
+  manifest->chunk_checksums.reserve(num_chunks);
+  std::vector<WeightChunk> chunks;
+  chunks.reserve(num_chunks);
+  for (uint64_t i = 0; i < num_chunks; ++i) {
+    WeightChunk c;
+    c.version = version;
+    c.index = static_cast<uint32_t>(i);
+    c.data = std::string(blob.substr(i * chunk_bytes, chunk_bytes));
+    c.checksum = checksum64(c.data);
+    manifest->chunk_checksums.push_back(c.checksum);
+    chunks.push_back(std::move(c));
+  }
+  return chunks;
+}
+
+WeightAssembler::WeightAssembler(uint64_t max_total_bytes) : max_total_bytes_(max_total_bytes) {}
+
+Status WeightAssembler::begin(const WeightManifest& manifest) {
+  const std::string what = "weight manifest of version " + std::to_string(manifest.version);
+  if (manifest.total_bytes > max_total_bytes_) {
+    return invalid_argument(what + " announces " + std::to_string(manifest.total_bytes) +
+                            " bytes, more than the limit of " + std::to_string(max_total_bytes_));
+  }
+  if (manifest.total_bytes > 0 && manifest.chunk_bytes == 0) {
+    return invalid_argument(what + " has chunk_bytes 0");
+  }
+  const uint64_t num_chunks =
+      manifest.total_bytes == 0
+          ? 0
+          : (manifest.total_bytes + manifest.chunk_bytes - 1) / manifest.chunk_bytes;
+  if (num_chunks > UINT32_MAX) return invalid_argument(what + " has more than 2^32 chunks");
+  if (manifest.chunk_checksums.size() != num_chunks) {
+    return invalid_argument(what + " lists " + std::to_string(manifest.chunk_checksums.size()) +
+                            " chunk checksums for " + std::to_string(num_chunks) + " chunks");
+  }
+  for (const TensorMeta& t : manifest.tensors) {
+    if (t.offset > manifest.total_bytes || t.nbytes > manifest.total_bytes - t.offset) {
+      return invalid_argument(what + ": tensor '" + t.name + "' lies outside the blob");
+    }
+  }
+  started_ = false;
+  blob_.clear();
+  blob_.shrink_to_fit();
+  have_.clear();
+  try {
+    blob_.resize(manifest.total_bytes);
+    have_.assign(num_chunks, false);
+  } catch (const std::exception& e) {
+    blob_ = std::string();
+    have_.clear();
+    return out_of_range(what + ": cannot allocate " + std::to_string(manifest.total_bytes) +
+                        " bytes (" + e.what() + ")");
+  }
+  manifest_ = manifest;
+  num_chunks_ = static_cast<uint32_t>(num_chunks);
+  received_ = 0;
+  started_ = true;
+  return ok_status();
+}
+
+Status WeightAssembler::add_chunk(const WeightChunk& chunk) {
+  if (!started_) return failed_precondition("weight chunk received before its manifest");
+  const std::string what =
+      "weight chunk " + std::to_string(chunk.index) + " of version " + std::to_string(chunk.version);
+  if (chunk.version != manifest_.version) {
+    return invalid_argument(what + ": assembling version " + std::to_string(manifest_.version));
+  }
+  if (chunk.index >= num_chunks_) {
+    return invalid_argument(what + ": index out of range, the version has " +
+                            std::to_string(num_chunks_) + " chunks");
+  }
+  if (have_[chunk.index]) return ok_status();  // duplicate: already verified and stored
+  const uint64_t offset = uint64_t{chunk.index} * manifest_.chunk_bytes;
+  const uint64_t expected_size =
+      std::min<uint64_t>(manifest_.chunk_bytes, manifest_.total_bytes - offset);
+  if (chunk.data.size() != expected_size) {
+    return data_loss(what + ": " + std::to_string(chunk.data.size()) + " bytes, expected " +
+                     std::to_string(expected_size));
+  }
+  const uint64_t sum = checksum64(chunk.data);
+  if (sum != manifest_.chunk_checksums[chunk.index] || sum != chunk.checksum) {
+    return data_loss(what + ": checksum mismatch (corrupt; fetch it again)");
+  }
+  std::memcpy(&blob_[offset], chunk.data.data(), chunk.data.size());
+  have_[chunk.index] = true;
+  ++received_;
+  return ok_status();
+}
+
+std::vector<uint32_t> WeightAssembler::missing_chunks() const {
+  std::vector<uint32_t> out;
+  for (uint32_t i = 0; i < num_chunks_; ++i) {
+    if (!have_[i]) out.push_back(i);
+  }
+  return out;
+}
+
+StatusOr<std::string> WeightAssembler::take_blob() {
+  if (!complete()) {
+    return failed_precondition("weight version " + std::to_string(manifest_.version) +
+                               " is incomplete: " + std::to_string(received_) + " of " +
+                               std::to_string(num_chunks_) + " chunks" +
+                               (started_ ? "" : " (no manifest)"));
+  }
+  std::string blob = std::move(blob_);
+  blob_ = std::string();
+  started_ = false;
+  manifest_ = WeightManifest();
+  have_.clear();
+  num_chunks_ = 0;
+  received_ = 0;
+  return blob;
+}
+
+}  // namespace grpo::cluster

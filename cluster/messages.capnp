@@ -1,0 +1,127 @@
+# Wire schema of the messages between roles (see cluster/messages.h for the value types and what
+# each field means). Every message on a socket is one Envelope, serialized as an unpacked Cap'n
+# Proto flat array by cluster/codec.cc; only cluster/ sees these generated types.
+#
+# Evolution: add fields with new ordinals at the end of a struct and new union members at the end
+# of Envelope.body; never renumber or change a field's type. A change that old readers cannot
+# handle bumps kSchemaVersion in cluster/messages.h.
+@0x817a1777993d0b79;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("grpo::cluster::wire");
+
+struct SamplingParams {
+  temperature @0 :Float64 = 1.0;
+  topP @1 :Float64 = 1.0;
+  topK @2 :Int32;
+  maxNewTokens @3 :Int32 = 64;
+}
+
+struct LeaseRequest {
+  workerId @0 :UInt64;
+  policyVersion @1 :UInt64;
+  maxGroups @2 :Int32 = 1;
+}
+
+struct PromptLease {
+  groupId @0 :UInt64;
+  promptIndex @1 :UInt64;
+  prompt @2 :Text;
+  answer @3 :Text;
+  groupSize @4 :Int32 = 1;
+  minVersion @5 :UInt64;
+  deadlineMs @6 :UInt64;
+  seed @7 :UInt64;
+  sampling @8 :SamplingParams;
+}
+
+struct Completion {
+  tokenIds @0 :List(Int32);
+  logprobs @1 :List(Float32);
+  versions @2 :List(UInt64);
+  text @3 :Text;
+  finished @4 :Bool;
+}
+
+struct RolloutGroup {
+  groupId @0 :UInt64;
+  generatorId @1 :UInt64;
+  prompt @2 :Text;
+  answer @3 :Text;
+  promptIds @4 :List(Int32);
+  completions @5 :List(Completion);
+}
+
+struct RewardBreakdown {
+  total @0 :Float64;
+  accuracy @1 :Float64;
+  format @2 :Float64;
+  language @3 :Float64;
+  length @4 :Float64;
+  correct @5 :Bool;
+}
+
+struct ScoredGroup {
+  rollout @0 :RolloutGroup;
+  rewards @1 :List(RewardBreakdown);
+  verifierId @2 :UInt64;
+}
+
+struct TrainBatchRequest {
+  learnerId @0 :UInt64;
+  step @1 :UInt64;
+  minVersion @2 :UInt64;
+  numGroups @3 :Int32 = 1;
+}
+
+struct TrainBatch {
+  step @0 :UInt64;
+  groups @1 :List(ScoredGroup);
+}
+
+struct TensorMeta {
+  name @0 :Text;
+  shape @1 :List(Int64);
+  dtype @2 :Text;
+  offset @3 :UInt64;
+  nbytes @4 :UInt64;
+}
+
+struct WeightManifest {
+  version @0 :UInt64;
+  tensors @1 :List(TensorMeta);
+  totalBytes @2 :UInt64;
+  chunkBytes @3 :UInt32;
+  chunkChecksums @4 :List(UInt64);
+}
+
+struct WeightChunk {
+  version @0 :UInt64;
+  index @1 :UInt32;
+  checksum @2 :UInt64;
+  data @3 :Data;
+}
+
+struct Heartbeat {
+  role @0 :Text;
+  workerId @1 :UInt64;
+  epoch @2 :UInt64;
+  policyVersion @3 :UInt64;
+  timestampMs @4 :UInt64;
+  inFlight @5 :Int64;
+}
+
+struct Envelope {
+  schemaVersion @0 :UInt32;
+  body :union {
+    leaseRequest @1 :LeaseRequest;
+    promptLease @2 :PromptLease;
+    rolloutGroup @3 :RolloutGroup;
+    scoredGroup @4 :ScoredGroup;
+    trainBatchRequest @5 :TrainBatchRequest;
+    trainBatch @6 :TrainBatch;
+    weightManifest @7 :WeightManifest;
+    weightChunk @8 :WeightChunk;
+    heartbeat @9 :Heartbeat;
+  }
+}

@@ -1,0 +1,326 @@
+// ZeroMQ implementation of cluster/transport.h. zmq::error_t is converted to Status here, once.
+#include "cluster/transport.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <set>
+#include <utility>
+#include <zmq.hpp>
+
+#include "base/log.h"
+
+namespace grpo::cluster {
+namespace {
+
+Status from_zmq(const zmq::error_t& e, const std::string& what) {
+  std::string message = what + ": " + e.what() + " (errno " + std::to_string(e.num()) + ")";
+  switch (e.num()) {
+    case EADDRINUSE:
+      return already_exists(what + ": address already in use");
+    case EAGAIN:
+      return unavailable(std::move(message));
+    case EINVAL:
+    case EPROTONOSUPPORT:
+    case ENOCOMPATPROTO:
+    case EADDRNOTAVAIL:
+    case ENODEV:
+    case ENOENT:
+    case ENAMETOOLONG:
+      return invalid_argument(std::move(message));
+    case ETERM:
+      return cancelled(std::move(message));
+    default:
+      return internal_error(std::move(message));
+  }
+}
+
+constexpr std::string_view kIpcPrefix = "ipc://";
+
+// The filesystem path of an ipc:// endpoint, or "" for other endpoints, abstract sockets
+// ("ipc://@name", which the kernel itself refuses to bind twice) and wildcards ("ipc://*").
+std::string ipc_path(std::string_view endpoint) {
+  if (endpoint.substr(0, kIpcPrefix.size()) != kIpcPrefix) return "";
+  std::string path(endpoint.substr(kIpcPrefix.size()));
+  if (path.empty() || path[0] == '@' || path == "*") return "";
+  return path;
+}
+
+// True when a process is accepting connections on the unix socket at `path`. ZeroMQ's ipc bind
+// silently unlinks and replaces an existing socket file, which would steal the endpoint from a
+// live process; this probe lets bind() refuse instead.
+bool ipc_path_in_use(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) return false;  // zmq will reject it
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool in_use = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return in_use;
+}
+
+// A mailbox's callback is running on this thread (nullptr: not a receive thread).
+thread_local const Mailbox* tl_running_mailbox = nullptr;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Transport
+
+struct Transport::Impl {
+  explicit Impl(int io_threads) : context(io_threads) {}
+  zmq::context_t context;
+  std::mutex mu;
+  std::set<std::string> bound_ipc_paths;  // guarded by mu; ipc paths bound by live mailboxes
+};
+
+std::shared_ptr<Transport> Transport::create(int io_threads) {
+  GRPO_CHECK_MSG(io_threads >= 1, "Transport::create: io_threads must be >= 1");
+  std::unique_ptr<Impl> impl;
+  try {
+    impl = std::make_unique<Impl>(io_threads);
+  } catch (const zmq::error_t& e) {
+    check_failed(__FILE__, __LINE__, "zmq context", from_zmq(e, "zmq_ctx_new").to_string());
+  }
+  return std::shared_ptr<Transport>(new Transport(std::move(impl)));
+}
+
+Transport::Transport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+// Every socket belongs to a Mailbox or Outbox holding a reference to this Transport, so by now all
+// are closed and zmq_ctx_term returns at once.
+Transport::~Transport() = default;
+
+// ---------------------------------------------------------------------------------------------
+// Mailbox
+
+struct Mailbox::Socket {
+  explicit Socket(zmq::context_t& context) : socket(context, zmq::socket_type::pull) {}
+  zmq::socket_t socket;
+  std::string ipc_path;  // registered in Transport::Impl::bound_ipc_paths; "" if none
+};
+
+StatusOr<std::unique_ptr<Mailbox>> Mailbox::bind(std::shared_ptr<Transport> transport,
+                                                 std::string endpoint, Callback callback,
+                                                 MailboxOptions options) {
+  if (!transport) return invalid_argument("Mailbox::bind " + endpoint + ": no transport");
+  if (!callback) return invalid_argument("Mailbox::bind " + endpoint + ": no callback");
+  if (options.receive_hwm < 0 || options.poll_interval_ms <= 0 || options.max_message_bytes == 0) {
+    return invalid_argument("Mailbox::bind " + endpoint + ": invalid options");
+  }
+  Transport::Impl& t = *transport->impl_;
+  const std::string path = ipc_path(endpoint);
+  if (!path.empty()) {
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (t.bound_ipc_paths.count(path) != 0) {
+      return already_exists("bind " + endpoint + ": already bound by a mailbox of this process");
+    }
+    if (ipc_path_in_use(path)) {
+      return already_exists("bind " + endpoint + ": already bound by another process");
+    }
+    t.bound_ipc_paths.insert(path);  // reserved until the mailbox closes or the bind fails
+  }
+  auto release_path = [&] {
+    if (path.empty()) return;
+    std::lock_guard<std::mutex> lock(t.mu);
+    t.bound_ipc_paths.erase(path);
+  };
+  std::unique_ptr<Socket> socket;
+  std::string resolved;
+  try {
+    socket = std::make_unique<Socket>(t.context);
+    socket->socket.set(zmq::sockopt::linger, 0);
+    socket->socket.set(zmq::sockopt::rcvhwm, options.receive_hwm);
+    socket->socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options.max_message_bytes));
+    socket->socket.bind(endpoint);
+    resolved = socket->socket.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    socket.reset();
+    release_path();
+    return from_zmq(e, "bind " + endpoint);
+  }
+  socket->ipc_path = path;
+  if (resolved.empty()) resolved = endpoint;
+  return std::unique_ptr<Mailbox>(new Mailbox(std::move(transport), std::move(resolved),
+                                              std::move(callback), options, std::move(socket)));
+}
+
+Mailbox::Mailbox(std::shared_ptr<Transport> transport, std::string endpoint, Callback callback,
+                 MailboxOptions options, std::unique_ptr<Socket> socket)
+    : transport_(std::move(transport)),
+      endpoint_(std::move(endpoint)),
+      callback_(std::move(callback)),
+      options_(options),
+      socket_(std::move(socket)) {
+  // The socket migrates to the receive thread; thread creation is the memory barrier ZeroMQ asks
+  // for when a socket changes threads.
+  thread_ = std::thread([this] { run(); });
+}
+
+Mailbox::~Mailbox() {
+  GRPO_CHECK_MSG(tl_running_mailbox != this, "Mailbox destroyed from inside its own callback");
+  close();
+}
+
+void Mailbox::close() {
+  if (tl_running_mailbox == this) {  // from the callback: cannot join ourselves
+    stop_.store(true);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(close_mu_);
+  if (closed_) return;
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  const std::string path = socket_ ? socket_->ipc_path : "";
+  if (socket_) {
+    // The socket is back on this thread (join is the barrier). Unbinding first releases inproc
+    // endpoints synchronously; zmq_close alone releases them later, on ZeroMQ's reaper thread.
+    try {
+      socket_->socket.unbind(endpoint_);
+    } catch (const zmq::error_t& e) {
+      GRPO_LOG(kDebug) << from_zmq(e, "unbind " + endpoint_).to_string();
+    }
+  }
+  socket_.reset();  // zmq_close; linger is 0
+  if (!path.empty()) {
+    // ZeroMQ closes the listener asynchronously on its I/O thread and (in 4.3) leaves the socket
+    // file behind. Wait (briefly) until the path stops accepting connections, then remove the
+    // file, so that the same path can be bound again right after close().
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (ipc_path_in_use(path) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ::unlink(path.c_str());
+    Transport::Impl& t = *transport_->impl_;
+    std::lock_guard<std::mutex> registry_lock(t.mu);
+    t.bound_ipc_paths.erase(path);
+  }
+  closed_ = true;
+}
+
+void Mailbox::run() {
+  tl_running_mailbox = this;
+  zmq::socket_t& socket = socket_->socket;
+  zmq_pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+  while (!stop_.load()) {
+    try {
+      const int ready = zmq_poll(&item, 1, options_.poll_interval_ms);
+      if (ready < 0) {
+        if (zmq_errno() == EINTR) continue;
+        throw zmq::error_t();
+      }
+      if (ready == 0) continue;
+      // Drain what has arrived, checking for close() between messages.
+      while (!stop_.load()) {
+        zmq::message_t message;
+        if (!socket.recv(message, zmq::recv_flags::dontwait)) break;
+        if (message.more()) {
+          // Our peers send single frames; a multi-part message is foreign. Drop all its parts.
+          while (message.more() && socket.recv(message, zmq::recv_flags::dontwait)) {
+          }
+          const uint64_t n = dropped_.fetch_add(1) + 1;
+          if (n == 1 || n % 1000 == 0) {
+            GRPO_LOG(kWarn) << "mailbox " << endpoint_ << ": dropped a multi-part message (" << n
+                            << " dropped so far)";
+          }
+          continue;
+        }
+        if (message.size() > options_.max_message_bytes) {
+          const uint64_t n = dropped_.fetch_add(1) + 1;
+          if (n == 1 || n % 1000 == 0) {
+            GRPO_LOG(kWarn) << "mailbox " << endpoint_ << ": dropped a message of "
+                            << message.size() << " bytes (limit " << options_.max_message_bytes
+                            << "; " << n << " dropped so far)";
+          }
+          continue;
+        }
+        std::string bytes(message.data<char>(), message.size());
+        message.rebuild();  // release the ZeroMQ buffer before the callback runs
+        try {
+          callback_(std::move(bytes));
+        } catch (const std::exception& e) {
+          callback_errors_.fetch_add(1);
+          GRPO_LOG(kError) << "mailbox " << endpoint_ << ": callback threw: " << e.what();
+        } catch (...) {
+          callback_errors_.fetch_add(1);
+          GRPO_LOG(kError) << "mailbox " << endpoint_ << ": callback threw a non-std exception";
+        }
+        received_.fetch_add(1);
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) break;
+      GRPO_LOG(kError) << from_zmq(e, "mailbox " + endpoint_ + " receive").to_string();
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.poll_interval_ms));
+    }
+  }
+  tl_running_mailbox = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox
+
+struct Outbox::Socket {
+  explicit Socket(zmq::context_t& context) : socket(context, zmq::socket_type::push) {}
+  zmq::socket_t socket;
+};
+
+StatusOr<std::unique_ptr<Outbox>> Outbox::connect(std::shared_ptr<Transport> transport,
+                                                  std::string endpoint, OutboxOptions options) {
+  if (!transport) return invalid_argument("Outbox::connect " + endpoint + ": no transport");
+  if (options.send_timeout_ms < 0 || options.send_hwm < 0 || options.linger_ms < 0) {
+    return invalid_argument("Outbox::connect " + endpoint + ": negative option");
+  }
+  std::unique_ptr<Socket> socket;
+  try {
+    socket = std::make_unique<Socket>(transport->impl_->context);
+    socket->socket.set(zmq::sockopt::linger, options.linger_ms);
+    socket->socket.set(zmq::sockopt::sndhwm, options.send_hwm);
+    socket->socket.set(zmq::sockopt::sndtimeo, options.send_timeout_ms);
+    socket->socket.set(zmq::sockopt::immediate, options.immediate);
+    socket->socket.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return from_zmq(e, "connect " + endpoint);
+  }
+  return std::unique_ptr<Outbox>(
+      new Outbox(std::move(transport), std::move(endpoint), options, std::move(socket)));
+}
+
+Outbox::Outbox(std::shared_ptr<Transport> transport, std::string endpoint, OutboxOptions options,
+               std::unique_ptr<Socket> socket)
+    : transport_(std::move(transport)),
+      endpoint_(std::move(endpoint)),
+      options_(options),
+      socket_(std::move(socket)) {}
+
+Outbox::~Outbox() { close(); }
+
+Status Outbox::send(std::string_view bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!socket_) return failed_precondition("send to " + endpoint_ + ": outbox is closed");
+  try {
+    zmq::message_t message(bytes.data(), bytes.size());
+    if (!socket_->socket.send(message, zmq::send_flags::none)) {
+      return unavailable("send to " + endpoint_ + ": not queued within " +
+                         std::to_string(options_.send_timeout_ms) +
+                         " ms (peer slow or absent)");
+    }
+  } catch (const zmq::error_t& e) {
+    return from_zmq(e, "send to " + endpoint_);
+  }
+  sent_.fetch_add(1);
+  return ok_status();
+}
+
+void Outbox::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  socket_.reset();  // zmq_close; unsent messages linger at most linger_ms during context shutdown
+}
+
+}  // namespace grpo::cluster

@@ -1,0 +1,56 @@
+// The demo recipe's building blocks on top of Policy and Trainer: cold-start SFT on synthetic
+// traces, batch construction for GRPO, and R1-protocol evaluation (pass@1 averaged over k samples).
+// Functions here are called by one thread at a time with the objects they are given.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "base/status.h"
+#include "runtime/policy.h"
+#include "runtime/reward.h"
+#include "runtime/task.h"
+#include "runtime/tokenizer.h"
+#include "runtime/trainer.h"
+
+namespace grpo::runtime {
+
+struct SftOptions {
+  int64_t steps = 200;
+  int64_t batch_size = 64;
+  int64_t traces = 4000;  // size of the synthetic trace set, cycled through
+  uint64_t seed = 1;
+};
+
+// Trains on `traces` synthetic worked solutions; calls on_step after each step.
+Status run_sft(Trainer& trainer, const AdditionTask& task, const TaskTokenizer& tokenizer,
+               const SftOptions& options,
+               const std::function<void(int64_t, const StepStats&)>& on_step);
+
+struct EvalOptions {
+  int32_t samples_per_prompt = 4;  // k of pass@1 averaged over k samples
+  double temperature = 0.6;
+  double top_p = 0.95;
+  int32_t max_new_tokens = 48;
+  int32_t batch_prompts = 64;
+  uint64_t seed = 7;
+};
+
+struct EvalResult {
+  double pass_at_1 = 0;     // mean accuracy over prompts x samples
+  double cons_at_k = 0;     // majority vote over the k samples
+  double format_rate = 0;
+  double mean_response_tokens = 0;
+  int64_t prompts = 0;
+};
+
+StatusOr<EvalResult> evaluate(Policy& policy, const std::vector<Problem>& problems,
+                              const TaskTokenizer& tokenizer, const EvalOptions& options);
+
+// Prompt ids of a task prompt: <bos> followed by its characters.
+StatusOr<std::vector<int32_t>> prompt_ids(const TaskTokenizer& tokenizer, const std::string& prompt);
+// Response text of generated ids (the trailing <eos> removed).
+std::string response_text(const TaskTokenizer& tokenizer, const std::vector<int32_t>& ids);
+
+}  // namespace grpo::runtime

@@ -1,0 +1,92 @@
+// Trainer: a policy being optimised, its frozen reference, and its optimiser (LibTorch-free header).
+//
+// sft_step: cross-entropy on response tokens only (the cold start, rejection-sampling SFT, distillation).
+// grpo_step: the DeepSeek-R1 GRPO objective on a batch whose advantages the caller computed:
+//   per token  ratio = exp(logp - logp_behaviour),
+//              surrogate = min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A),
+//              kl = exp(ref - logp) - (ref - logp) - 1            (the k3 estimator),
+//              loss = -(surrogate - beta * kl),
+//   averaged over the tokens of each sequence, then over sequences; AdamW; global-norm clipping.
+//   The behaviour logprobs are what the generator recorded, so stale samples are corrected by the
+//   ratio and its clip. A non-finite loss or gradient skips the update and says so in the stats.
+// Owned and called by one thread (the learner).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "runtime/model_config.h"
+#include "runtime/weights.h"
+
+namespace grpo::runtime {
+
+struct OptimizerOptions {
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.99;
+  double max_grad_norm = 1.0;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;           // for the cosine schedule
+  std::string schedule = "constant";  // "constant" | "cosine"
+  double min_lr_ratio = 0.1;         // cosine floor as a fraction of lr
+};
+
+struct GrpoOptions {
+  double clip_eps = 0.2;
+  double kl_coef = 0.04;
+};
+
+struct TrainSample {
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> response_ids;
+  std::vector<float> behaviour_logprobs;  // GRPO only: one per response id
+  float advantage = 0;                    // GRPO only
+};
+
+struct StepStats {
+  double loss = 0;
+  double kl = 0;
+  double clip_fraction = 0;
+  double ratio_mean = 0;
+  double ratio_max = 0;
+  double entropy = 0;
+  double grad_norm = 0;
+  double lr = 0;
+  int64_t tokens = 0;
+  bool skipped = false;  // non-finite loss or gradient: no update was applied
+};
+
+class Trainer {
+ public:
+  static StatusOr<std::unique_ptr<Trainer>> create(const ModelConfig& config,
+                                                   const OptimizerOptions& options, uint64_t seed);
+  ~Trainer();
+
+  StatusOr<StepStats> sft_step(const std::vector<TrainSample>& batch);
+  StatusOr<StepStats> grpo_step(const std::vector<TrainSample>& batch, const GrpoOptions& options);
+
+  // Starts a new phase (fresh AdamW state, new schedule, step counter at 0).
+  void reset_optimizer(const OptimizerOptions& options);
+  // The reference policy becomes a frozen copy of the current weights.
+  void freeze_reference();
+
+  WeightBlob export_weights() const;
+  Status import_weights(const WeightBlob& blob);
+  const ModelConfig& config() const;
+  int64_t optimizer_step() const;
+
+  // Writes model, reference and optimiser state into `dir` (which must exist); read back by load.
+  Status save(const std::string& dir) const;
+  Status load(const std::string& dir);
+
+ private:
+  Trainer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace grpo::runtime
