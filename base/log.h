@@ -27,9 +27,15 @@ class Line {
   std::ostringstream os_;
 };
 
+struct Voidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace grpo::log
 
-#define GRPO_LOG(severity)                             \
-  if (::grpo::log::severity < ::grpo::log::level()) {  \
-  } else                                               \
-    ::grpo::log::Line(::grpo::log::severity, __FILE__, __LINE__).stream()
+// Voidify turns the stream expression into void so the macro is one expression (safe in if/else).
+#define GRPO_LOG(severity)                                   \
+  (::grpo::log::severity < ::grpo::log::level())             \
+      ? (void)0                                              \
+      : ::grpo::log::Voidify() &                             \
+            ::grpo::log::Line(::grpo::log::severity, __FILE__, __LINE__).stream()

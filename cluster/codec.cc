@@ -147,6 +147,14 @@ void to_wire(const Heartbeat& m, w::Heartbeat::Builder b) {
   b.setPolicyVersion(m.policy_version);
   b.setTimestampMs(m.timestamp_ms);
   b.setInFlight(m.in_flight);
+  b.setStep(m.step);
+  b.setGroupsRetired(m.groups_retired);
+}
+
+void to_wire(const LeaseGrant& m, w::LeaseGrant::Builder b) {
+  b.setWorkerId(m.worker_id);
+  auto leases = b.initLeases(static_cast<unsigned>(m.leases.size()));
+  for (size_t i = 0; i < m.leases.size(); ++i) to_wire(m.leases[i], leases[static_cast<unsigned>(i)]);
 }
 
 // Initializes the body member of `m`'s kind.
@@ -163,6 +171,7 @@ w::WeightManifest::Builder init_body(Body::Builder b, const WeightManifest*) {
 }
 w::WeightChunk::Builder init_body(Body::Builder b, const WeightChunk*) { return b.initWeightChunk(); }
 w::Heartbeat::Builder init_body(Body::Builder b, const Heartbeat*) { return b.initHeartbeat(); }
+w::LeaseGrant::Builder init_body(Body::Builder b, const LeaseGrant*) { return b.initLeaseGrant(); }
 
 // Serializes the builder as an unpacked flat array straight into a std::string.
 std::string to_bytes(capnp::MessageBuilder& builder) {
@@ -340,6 +349,20 @@ Status from_wire(w::Heartbeat::Reader r, Heartbeat* m) {
   m->policy_version = r.getPolicyVersion();
   m->timestamp_ms = r.getTimestampMs();
   m->in_flight = r.getInFlight();
+  m->step = r.getStep();
+  m->groups_retired = r.getGroupsRetired();
+  return ok_status();
+}
+
+Status from_wire(w::LeaseGrant::Reader r, LeaseGrant* m) {
+  m->worker_id = r.getWorkerId();
+  m->leases.clear();
+  m->leases.reserve(r.getLeases().size());
+  for (auto l : r.getLeases()) {
+    PromptLease lease;
+    GRPO_RETURN_IF_ERROR(from_wire(l, &lease));
+    m->leases.push_back(std::move(lease));
+  }
   return ok_status();
 }
 
@@ -354,6 +377,7 @@ StatusOr<MessageKind> kind_of(Body::Which which) {
     case Body::WEIGHT_MANIFEST: return MessageKind::kWeightManifest;
     case Body::WEIGHT_CHUNK: return MessageKind::kWeightChunk;
     case Body::HEARTBEAT: return MessageKind::kHeartbeat;
+    case Body::LEASE_GRANT: return MessageKind::kLeaseGrant;
   }
   return invalid_argument("unknown message kind (union member " +
                           std::to_string(static_cast<unsigned>(which)) + ")");
@@ -373,6 +397,7 @@ w::WeightManifest::Reader get_body(Body::Reader b, const WeightManifest*) {
 }
 w::WeightChunk::Reader get_body(Body::Reader b, const WeightChunk*) { return b.getWeightChunk(); }
 w::Heartbeat::Reader get_body(Body::Reader b, const Heartbeat*) { return b.getHeartbeat(); }
+w::LeaseGrant::Reader get_body(Body::Reader b, const LeaseGrant*) { return b.getLeaseGrant(); }
 
 constexpr MessageKind kind_constant(const LeaseRequest*) { return MessageKind::kLeaseRequest; }
 constexpr MessageKind kind_constant(const PromptLease*) { return MessageKind::kPromptLease; }
@@ -385,6 +410,7 @@ constexpr MessageKind kind_constant(const TrainBatch*) { return MessageKind::kTr
 constexpr MessageKind kind_constant(const WeightManifest*) { return MessageKind::kWeightManifest; }
 constexpr MessageKind kind_constant(const WeightChunk*) { return MessageKind::kWeightChunk; }
 constexpr MessageKind kind_constant(const Heartbeat*) { return MessageKind::kHeartbeat; }
+constexpr MessageKind kind_constant(const LeaseGrant*) { return MessageKind::kLeaseGrant; }
 
 // Checks size and framing, opens the envelope and checks the schema version and kind, then calls
 // fn(MessageKind, Body::Reader). Every exception from reading is converted to a Status here.
@@ -470,6 +496,7 @@ const char* message_kind_name(MessageKind kind) {
     case MessageKind::kWeightManifest: return "WeightManifest";
     case MessageKind::kWeightChunk: return "WeightChunk";
     case MessageKind::kHeartbeat: return "Heartbeat";
+    case MessageKind::kLeaseGrant: return "LeaseGrant";
   }
   return "Unknown";
 }
@@ -488,6 +515,7 @@ std::string encode(const WeightChunk& m) {
   return encode_message(m, m.data.size() / sizeof(capnp::word) + 64);
 }
 std::string encode(const Heartbeat& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const LeaseGrant& m) { return encode_message(m, kDefaultFirstSegmentWords); }
 
 StatusOr<MessageKind> peek_kind(std::string_view bytes, const DecodeOptions& options) {
   MessageKind result = MessageKind::kHeartbeat;
@@ -524,6 +552,9 @@ Status decode(std::string_view b, WeightChunk* out, const DecodeOptions& o) {
   return decode_message(b, out, o);
 }
 Status decode(std::string_view b, Heartbeat* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, LeaseGrant* out, const DecodeOptions& o) {
   return decode_message(b, out, o);
 }
 

@@ -41,6 +41,7 @@ enum class MessageKind {
   kWeightManifest,
   kWeightChunk,
   kHeartbeat,
+  kLeaseGrant,
 };
 
 // "LeaseRequest", "PromptLease", ...
@@ -74,6 +75,7 @@ std::string encode(const TrainBatch& m);
 std::string encode(const WeightManifest& m);
 std::string encode(const WeightChunk& m);
 std::string encode(const Heartbeat& m);
+std::string encode(const LeaseGrant& m);
 
 // Reads only the envelope (size, framing, schema version, which body) without decoding the body,
 // so a receiver can dispatch on it.
@@ -89,6 +91,7 @@ Status decode(std::string_view bytes, TrainBatch* out, const DecodeOptions& opti
 Status decode(std::string_view bytes, WeightManifest* out, const DecodeOptions& options = {});
 Status decode(std::string_view bytes, WeightChunk* out, const DecodeOptions& options = {});
 Status decode(std::string_view bytes, Heartbeat* out, const DecodeOptions& options = {});
+Status decode(std::string_view bytes, LeaseGrant* out, const DecodeOptions& options = {});
 
 // XXH64 of `data` with seed 0: the checksum of weight chunks.
 uint64_t checksum64(std::string_view data);

@@ -109,6 +109,13 @@ struct Heartbeat {
   policyVersion @3 :UInt64;
   timestampMs @4 :UInt64;
   inFlight @5 :Int64;
+  step @6 :UInt64;
+  groupsRetired @7 :UInt64;
+}
+
+struct LeaseGrant {
+  workerId @0 :UInt64;
+  leases @1 :List(PromptLease);
 }
 
 struct Envelope {
@@ -123,5 +130,6 @@ struct Envelope {
     weightManifest @7 :WeightManifest;
     weightChunk @8 :WeightChunk;
     heartbeat @9 :Heartbeat;
+    leaseGrant @10 :LeaseGrant;
   }
 }

@@ -50,6 +50,13 @@ struct Completion {
   bool finished = false;            // ended with EOS (false: cut at max_new_tokens)
 };
 
+// coordinator -> generator: the answer to a LeaseRequest (possibly fewer groups than asked, or none
+// when the staleness bound or the run state holds generation back).
+struct LeaseGrant {
+  uint64_t worker_id = 0;
+  std::vector<PromptLease> leases;
+};
+
 // generator -> verifier.
 struct RolloutGroup {
   uint64_t group_id = 0;
@@ -121,6 +128,8 @@ struct Heartbeat {
   uint64_t policy_version = 0;
   uint64_t timestamp_ms = 0;
   int64_t in_flight = 0;
+  uint64_t step = 0;            // learner: optimisation steps done
+  uint64_t groups_retired = 0;  // learner: groups consumed or dropped as stale, cumulative
 };
 
 }  // namespace grpo::cluster

@@ -137,6 +137,19 @@ Heartbeat sample_heartbeat() {
   m.policy_version = 40;
   m.timestamp_ms = 1700000000999ull;
   m.in_flight = -2;
+  m.step = 17;
+  m.groups_retired = 136;
+  return m;
+}
+
+LeaseGrant sample_lease_grant() {
+  LeaseGrant m;
+  m.worker_id = 5;
+  m.leases.push_back(sample_prompt_lease());
+  PromptLease second = sample_prompt_lease();
+  second.group_id += 1;
+  second.prompt = "001+002=";
+  m.leases.push_back(second);
   return m;
 }
 
@@ -234,6 +247,13 @@ void expect_eq(const Heartbeat& a, const Heartbeat& b) {
   EXPECT_EQ(a.policy_version, b.policy_version);
   EXPECT_EQ(a.timestamp_ms, b.timestamp_ms);
   EXPECT_EQ(a.in_flight, b.in_flight);
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.groups_retired, b.groups_retired);
+}
+void expect_eq(const LeaseGrant& a, const LeaseGrant& b) {
+  EXPECT_EQ(a.worker_id, b.worker_id);
+  ASSERT_EQ(a.leases.size(), b.leases.size());
+  for (size_t i = 0; i < a.leases.size(); ++i) expect_eq(a.leases[i], b.leases[i]);
 }
 
 template <typename T>
@@ -272,6 +292,10 @@ TEST(CodecTest, RoundTripWeightManifest) {
 }
 TEST(CodecTest, RoundTripWeightChunk) {
   expect_round_trip(sample_chunk(), MessageKind::kWeightChunk);
+}
+TEST(CodecTest, RoundTripLeaseGrant) {
+  expect_round_trip(sample_lease_grant(), MessageKind::kLeaseGrant);
+  expect_round_trip(LeaseGrant(), MessageKind::kLeaseGrant);
 }
 TEST(CodecTest, RoundTripHeartbeat) {
   expect_round_trip(sample_heartbeat(), MessageKind::kHeartbeat);

@@ -1,0 +1,51 @@
+// Spawn functions of the six roles. Each role is a CAF actor that owns its runtime/storage/cluster
+// objects and a Mailbox at its endpoint (actors/wire.h); roles talk only through encoded messages.
+//
+// Message flow (embedded mode, all on inproc:// endpoints):
+//   generator --LeaseRequest--> coordinator --LeaseGrant--> generator
+//   generator --RolloutGroup--> verifier --ScoredGroup--> buffer
+//   learner --TrainBatchRequest--> buffer --TrainBatch--> learner
+//   learner --WeightManifest/WeightChunk--> broadcaster --same bytes--> every generator
+//   learner, buffer, generators --Heartbeat--> coordinator; generator --Heartbeat--> broadcaster
+// When a role finishes or fails it sends (done_atom, role, detail) to the supervisor actor.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/atoms.h"
+#include "actors/run_config.h"
+#include "cluster/transport.h"
+#include "runtime/task.h"
+#include "runtime/trainer.h"
+#include "storage/rollout_store.h"
+#include "storage/state_store.h"
+
+namespace grpo::actors {
+
+struct RoleContext {
+  RunSettings settings;
+  std::shared_ptr<cluster::Transport> transport;
+  caf::actor supervisor;
+};
+
+struct CoordinatorStart {
+  uint64_t learner_step = 0;     // step of the checkpoint the learner resumes from
+  uint64_t pending_groups = 0;   // scored groups waiting in the buffer at start
+  std::vector<runtime::Problem> dataset;  // training problems; empty = synthetic stream
+};
+
+caf::actor spawn_coordinator(caf::actor_system& sys, const RoleContext& ctx,
+                             std::shared_ptr<storage::StateStore> state, CoordinatorStart start);
+caf::actor spawn_generator(caf::actor_system& sys, const RoleContext& ctx, int id);
+caf::actor spawn_verifier(caf::actor_system& sys, const RoleContext& ctx, int id);
+caf::actor spawn_buffer(caf::actor_system& sys, const RoleContext& ctx,
+                        std::shared_ptr<storage::RolloutStore> store);
+// The learner resumes from `trainer` as restored (step = its GRPO step count).
+caf::actor spawn_learner(caf::actor_system& sys, const RoleContext& ctx, int id,
+                         std::shared_ptr<runtime::Trainer> trainer, uint64_t step,
+                         double sft_pass_at_1);
+caf::actor spawn_broadcaster(caf::actor_system& sys, const RoleContext& ctx, int id);
+
+}  // namespace grpo::actors

@@ -1,0 +1,147 @@
+#include "actors/run_config.h"
+
+namespace grpo::actors {
+
+const ConfigSchema& run_schema() {
+  static const ConfigSchema schema = [] {
+    using T = ConfigType;
+    ConfigSchema s;
+    // [run]
+    s.add({"run.dir", T::kString, "\"runs/demo\"", 0, 0, "run directory: checkpoints, buffer, metrics; reused to resume"});
+    s.add({"run.seed", T::kInt, "1", 0, 1e15, "seed of model init and sampling"});
+    s.add({"run.threads", T::kInt, "1", 1, 256, "LibTorch intra-op threads (1 is fastest for the demo model)"});
+    s.add({"run.log_level", T::kString, "\"info\"", 0, 0, "log level", {"debug", "info", "warn", "error"}});
+    s.add({"run.endpoint_prefix", T::kString, "\"inproc://grpo\"", 0, 0, "ZeroMQ endpoint prefix of the roles' mailboxes"});
+    // [model]
+    s.add({"model.dim", T::kInt, "128", 8, 65536, "hidden size"});
+    s.add({"model.layers", T::kInt, "3", 1, 256, "decoder layers"});
+    s.add({"model.heads", T::kInt, "4", 1, 256, "attention heads"});
+    s.add({"model.kv_heads", T::kInt, "4", 1, 256, "key/value heads (grouped-query attention)"});
+    s.add({"model.ffn_hidden", T::kInt, "384", 8, 1 << 20, "SwiGLU hidden size"});
+    s.add({"model.max_seq_len", T::kInt, "64", 16, 1 << 20, "longest prompt + response"});
+    s.add({"model.rope_theta", T::kDouble, "10000.0", 1, 1e9, "RoPE base"});
+    // [task]
+    s.add({"task.digits", T::kInt, "3", 1, 9, "operand digits of the addition task"});
+    s.add({"task.train_file", T::kPath, "\"\"", 0, 0, "optional JSONL of training problems {question, answer}; synthetic when empty"});
+    s.add({"task.eval_file", T::kPath, "\"\"", 0, 0, "optional JSONL of held-out problems; drawn with eval_seed when empty"});
+    s.add({"task.train_seed", T::kInt, "11", 0, 1e15, "seed of the GRPO prompt stream"});
+    s.add({"task.eval_seed", T::kInt, "9001", 0, 1e15, "seed of the held-out prompts (differs from the training seeds)"});
+    s.add({"task.eval_prompts", T::kInt, "256", 1, 1e7, "held-out prompts"});
+    s.add({"task.eval_samples", T::kInt, "4", 1, 1024, "k of pass@1 averaged over k samples"});
+    s.add({"task.eval_temperature", T::kDouble, "0.6", 0, 10, "R1 protocol: 0.6"});
+    s.add({"task.eval_top_p", T::kDouble, "0.95", 0.01, 1, "R1 protocol: 0.95"});
+    // [sft]
+    s.add({"sft.steps", T::kInt, "200", 0, 1e9, "cold-start SFT steps (0 skips SFT)"});
+    s.add({"sft.batch_size", T::kInt, "64", 1, 1e6, "traces per SFT step"});
+    s.add({"sft.traces", T::kInt, "4000", 1, 1e9, "synthetic reasoning traces"});
+    s.add({"sft.seed", T::kInt, "3", 0, 1e15, "seed of the SFT traces"});
+    s.add({"sft.lr", T::kDouble, "1e-3", 0, 1, "peak learning rate"});
+    s.add({"sft.warmup_steps", T::kInt, "20", 0, 1e9, "linear warmup"});
+    // [grpo]
+    s.add({"grpo.steps", T::kInt, "300", 0, 1e9, "GRPO learner steps"});
+    s.add({"grpo.group_size", T::kInt, "8", 2, 4096, "G: samples per prompt"});
+    s.add({"grpo.groups_per_step", T::kInt, "8", 1, 1e6, "prompt groups per learner step"});
+    s.add({"grpo.max_staleness", T::kInt, "1", 0, 1000, "k: a sample's weights are at most k versions behind the learner"});
+    s.add({"grpo.lr", T::kDouble, "3e-5", 0, 1, "learning rate"});
+    s.add({"grpo.warmup_steps", T::kInt, "5", 0, 1e9, "linear warmup"});
+    s.add({"grpo.weight_decay", T::kDouble, "0.0", 0, 1, "AdamW weight decay"});
+    s.add({"grpo.max_grad_norm", T::kDouble, "1.0", 0, 1e9, "global gradient-norm clip"});
+    s.add({"grpo.clip_eps", T::kDouble, "0.2", 0, 10, "ratio clip epsilon"});
+    s.add({"grpo.kl_coef", T::kDouble, "0.02", 0, 100, "beta of the k3 KL to the frozen SFT policy"});
+    s.add({"grpo.temperature", T::kDouble, "1.0", 0.01, 10, "sampling temperature of rollouts"});
+    s.add({"grpo.top_p", T::kDouble, "1.0", 0.01, 1, "nucleus sampling of rollouts"});
+    s.add({"grpo.max_new_tokens", T::kInt, "48", 1, 1 << 20, "response length cap"});
+    // [reward]
+    s.add({"reward.accuracy_weight", T::kDouble, "1.0", -100, 100, "weight of the accuracy term"});
+    s.add({"reward.format_weight", T::kDouble, "0.1", -100, 100, "weight of the R1 format term"});
+    // [generator] [verifier] [learner] [broadcaster] [buffer]
+    s.add({"generator.replicas", T::kInt, "1", 1, 1024, "generator actors"});
+    s.add({"generator.batch_groups", T::kInt, "8", 1, 4096, "prompt groups leased and decoded together"});
+    s.add({"verifier.replicas", T::kInt, "1", 1, 1024, "verifier actors"});
+    s.add({"learner.replicas", T::kInt, "1", 1, 1, "learner actors (data parallelism comes with the learner issue)"});
+    s.add({"broadcaster.replicas", T::kInt, "1", 1, 1, "broadcaster actors"});
+    s.add({"broadcaster.chunk_bytes", T::kInt, "1048576", 1024, 268435456, "weight chunk size"});
+    s.add({"buffer.sync_writes", T::kBool, "false", 0, 0, "fsync every buffer write batch"});
+    // [checkpoint]
+    s.add({"checkpoint.every", T::kInt, "50", 1, 1e9, "learner steps between checkpoints"});
+    s.add({"checkpoint.keep", T::kInt, "3", 1, 1000, "checkpoints kept"});
+    return s;
+  }();
+  return schema;
+}
+
+StatusOr<RunSettings> settings_from_config(const Config& c) {
+  RunSettings r;
+  r.run_dir = c.get_string("run.dir");
+  if (r.run_dir.empty()) return invalid_argument(c.origin("run.dir") + ": run.dir: must not be empty");
+  r.seed = static_cast<uint64_t>(c.get_int("run.seed"));
+  r.threads = static_cast<int>(c.get_int("run.threads"));
+  r.log_level = c.get_string("run.log_level");
+  r.endpoint_prefix = c.get_string("run.endpoint_prefix");
+
+  r.model.dim = c.get_int("model.dim");
+  r.model.n_layers = c.get_int("model.layers");
+  r.model.n_heads = c.get_int("model.heads");
+  r.model.n_kv_heads = c.get_int("model.kv_heads");
+  r.model.ffn_hidden = c.get_int("model.ffn_hidden");
+  r.model.max_seq_len = c.get_int("model.max_seq_len");
+  r.model.rope_theta = c.get_double("model.rope_theta");
+  if (r.model.dim % r.model.n_heads != 0 || (r.model.dim / r.model.n_heads) % 2 != 0)
+    return invalid_argument(c.origin("model.heads") + ": model.heads: must divide model.dim into an even head size");
+  if (r.model.n_heads % r.model.n_kv_heads != 0)
+    return invalid_argument(c.origin("model.kv_heads") + ": model.kv_heads: must divide model.heads");
+
+  r.digits = static_cast<int>(c.get_int("task.digits"));
+  r.train_file = c.get_string("task.train_file");
+  r.eval_file = c.get_string("task.eval_file");
+  r.train_seed = static_cast<uint64_t>(c.get_int("task.train_seed"));
+  r.eval_seed = static_cast<uint64_t>(c.get_int("task.eval_seed"));
+  r.eval_prompts = c.get_int("task.eval_prompts");
+  r.eval.samples_per_prompt = static_cast<int32_t>(c.get_int("task.eval_samples"));
+  r.eval.temperature = c.get_double("task.eval_temperature");
+  r.eval.top_p = c.get_double("task.eval_top_p");
+
+  r.sft.steps = c.get_int("sft.steps");
+  r.sft.batch_size = c.get_int("sft.batch_size");
+  r.sft.traces = c.get_int("sft.traces");
+  r.sft.seed = static_cast<uint64_t>(c.get_int("sft.seed"));
+  r.sft_optimizer.lr = c.get_double("sft.lr");
+  r.sft_optimizer.warmup_steps = c.get_int("sft.warmup_steps");
+  r.sft_optimizer.schedule = "cosine";
+  r.sft_optimizer.total_steps = r.sft.steps;
+  if (r.sft.seed == r.eval_seed || r.train_seed == r.eval_seed)
+    return invalid_argument(c.origin("task.eval_seed") + ": task.eval_seed: must differ from sft.seed and task.train_seed");
+
+  r.grpo_steps = c.get_int("grpo.steps");
+  r.group_size = static_cast<int32_t>(c.get_int("grpo.group_size"));
+  r.groups_per_step = static_cast<int32_t>(c.get_int("grpo.groups_per_step"));
+  r.max_staleness = static_cast<int32_t>(c.get_int("grpo.max_staleness"));
+  r.grpo_optimizer.lr = c.get_double("grpo.lr");
+  r.grpo_optimizer.warmup_steps = c.get_int("grpo.warmup_steps");
+  r.grpo_optimizer.weight_decay = c.get_double("grpo.weight_decay");
+  r.grpo_optimizer.max_grad_norm = c.get_double("grpo.max_grad_norm");
+  r.grpo.clip_eps = c.get_double("grpo.clip_eps");
+  r.grpo.kl_coef = c.get_double("grpo.kl_coef");
+  r.temperature = c.get_double("grpo.temperature");
+  r.top_p = c.get_double("grpo.top_p");
+  r.max_new_tokens = static_cast<int32_t>(c.get_int("grpo.max_new_tokens"));
+  r.eval.max_new_tokens = r.max_new_tokens;
+  if (r.max_new_tokens + 2 * r.digits + 3 > r.model.max_seq_len)
+    return invalid_argument(c.origin("grpo.max_new_tokens") +
+                            ": grpo.max_new_tokens: prompt plus response exceed model.max_seq_len");
+  r.reward.accuracy = c.get_double("reward.accuracy_weight");
+  r.reward.format = c.get_double("reward.format_weight");
+
+  r.generators = static_cast<int>(c.get_int("generator.replicas"));
+  r.generator_batch_groups = static_cast<int>(c.get_int("generator.batch_groups"));
+  r.verifiers = static_cast<int>(c.get_int("verifier.replicas"));
+  r.learners = static_cast<int>(c.get_int("learner.replicas"));
+  r.broadcasters = static_cast<int>(c.get_int("broadcaster.replicas"));
+  r.chunk_bytes = static_cast<uint32_t>(c.get_int("broadcaster.chunk_bytes"));
+  r.buffer_sync_writes = c.get_bool("buffer.sync_writes");
+  r.checkpoint_every = c.get_int("checkpoint.every");
+  r.checkpoint_keep = c.get_int("checkpoint.keep");
+  return r;
+}
+
+}  // namespace grpo::actors

@@ -1,0 +1,48 @@
+#include "actors/wire.h"
+
+#include <chrono>
+
+namespace grpo::actors {
+
+std::string endpoint_of(const std::string& prefix, const std::string& role, int id) {
+  return prefix + "." + role + "." + std::to_string(id);
+}
+
+StatusOr<std::unique_ptr<cluster::Mailbox>> bind_mailbox(caf::local_actor* self,
+                                                         std::shared_ptr<cluster::Transport> transport,
+                                                         const std::string& endpoint) {
+  caf::weak_actor_ptr weak = caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
+  return cluster::Mailbox::bind(std::move(transport), endpoint, [weak](std::string bytes) {
+    if (auto strong = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(strong), wire_atom::value, std::move(bytes));
+  });
+}
+
+Status Peers::send(const std::string& endpoint, std::string_view bytes) {
+  auto it = outboxes_.find(endpoint);
+  if (it == outboxes_.end()) {
+    GRPO_ASSIGN_OR_RETURN(auto outbox, cluster::Outbox::connect(transport_, endpoint));
+    it = outboxes_.emplace(endpoint, std::move(outbox)).first;
+  }
+  return it->second->send(bytes);
+}
+
+void Peers::close() {
+  for (auto& [endpoint, outbox] : outboxes_) outbox->close();
+  outboxes_.clear();
+}
+
+void report_bad_message(const std::string& role, const Status& status, uint64_t* counter) {
+  ++*counter;
+  if (*counter <= 10 || (*counter & (*counter - 1)) == 0)
+    GRPO_LOG(kWarn) << role << ": dropped a malformed message (" << *counter
+                    << " so far): " << status.message();
+}
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace grpo::actors

@@ -1,0 +1,52 @@
+// Glue between CAF actors and the cluster/ transport.
+//
+// Every role owns one Mailbox bound at its endpoint; what arrives there is forwarded into the actor
+// as (wire_atom, bytes), so a handler sees network messages in its own mailbox, serialised with all
+// its other messages. Peers keeps one Outbox per destination endpoint. Both are owned by the actor's
+// state and used only from the actor's handlers.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "actors/atoms.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "cluster/codec.h"
+#include "cluster/transport.h"
+
+namespace grpo::actors {
+
+// "inproc://grpo" + "generator" + 2 -> "inproc://grpo.generator.2"
+std::string endpoint_of(const std::string& prefix, const std::string& role, int id);
+
+// Binds `endpoint` and forwards each message to `self` as (wire_atom, bytes). The callback holds
+// only a weak reference, so the mailbox never keeps a dead actor alive.
+StatusOr<std::unique_ptr<cluster::Mailbox>> bind_mailbox(caf::local_actor* self,
+                                                         std::shared_ptr<cluster::Transport> transport,
+                                                         const std::string& endpoint);
+
+class Peers {
+ public:
+  explicit Peers(std::shared_ptr<cluster::Transport> transport) : transport_(std::move(transport)) {}
+  // Sends bytes to the mailbox at `endpoint`, connecting on first use. Errors are returned and
+  // logged by the caller; nothing is retried here.
+  Status send(const std::string& endpoint, std::string_view bytes);
+  template <typename Msg>
+  Status send_msg(const std::string& endpoint, const Msg& msg) {
+    return send(endpoint, cluster::encode(msg));
+  }
+  void close();
+
+ private:
+  std::shared_ptr<cluster::Transport> transport_;
+  std::map<std::string, std::unique_ptr<cluster::Outbox>> outboxes_;
+};
+
+// Logs (once per call site and kind of failure) and counts a message that could not be decoded.
+void report_bad_message(const std::string& role, const Status& status, uint64_t* counter);
+
+uint64_t now_ms();
+
+}  // namespace grpo::actors

@@ -1,0 +1,90 @@
+// The embedded run end to end with the real program: all roles, RocksDB on disk, inproc ZeroMQ,
+// checkpoints, resume and SIGINT. Uses a tiny model so that it runs in seconds.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "run_grpo.h"
+
+namespace grpo {
+namespace {
+namespace fs = std::filesystem;
+using testing::read_file;
+using testing::run_grpo;
+
+std::string source_dir() {
+  const char* s = std::getenv("GRPO_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+std::vector<std::string> tiny_args(const std::string& dir, int steps) {
+  return {"train", "--config", source_dir() + "/configs/local.toml", "run.dir=" + dir,
+          "model.dim=32", "model.layers=1", "model.ffn_hidden=64", "sft.steps=3", "sft.batch_size=8",
+          "grpo.steps=" + std::to_string(steps), "grpo.group_size=4", "grpo.groups_per_step=2",
+          "generator.batch_groups=1", "task.eval_prompts=8", "task.eval_samples=1",
+          "checkpoint.every=2"};
+}
+
+int lines_of(const std::string& path) {
+  int n = 0;
+  for (char c : read_file(path)) n += c == '\n';
+  return n;
+}
+
+TEST(EmbeddedRunTest, RunsEveryRoleWithReplicasAndResumes) {
+  std::string dir = ::testing::TempDir() + "/grpo_embedded_run";
+  fs::remove_all(dir);
+  auto args = tiny_args(dir, 4);
+  args.push_back("generator.replicas=3");
+  args.push_back("verifier.replicas=2");
+  auto r = run_grpo(args, dir + ".log");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* needle : {"generator 0: up", "generator 1: up", "generator 2: up", "verifier 0: up",
+                             "verifier 1: up", "3 generator(s)", "2 verifier(s)", "step    4/4",
+                             "learner: checkpoint written at step 4", "pass@1"})
+    EXPECT_NE(r.output.find(needle), std::string::npos) << "missing '" << needle << "' in\n" << r.output;
+  EXPECT_EQ(lines_of(dir + "/metrics.jsonl"), 4);
+  EXPECT_TRUE(fs::exists(dir + "/checkpoints/step-00000004/meta.json"));
+  EXPECT_TRUE(fs::exists(dir + "/buffer"));
+  EXPECT_TRUE(fs::exists(dir + "/eval.json"));
+
+  // Same run directory, more steps: resumes at step 4 and continues the metrics.
+  auto again = run_grpo(tiny_args(dir, 6), dir + ".log2");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("resuming from the checkpoint at step 4"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("cold-start SFT:"), std::string::npos);
+  EXPECT_NE(again.output.find("step    5/6"), std::string::npos) << again.output;
+  EXPECT_EQ(lines_of(dir + "/metrics.jsonl"), 6);
+  fs::remove_all(dir);
+}
+
+TEST(EmbeddedRunTest, SigintCheckpointsAndTheNextRunResumesThere) {
+  std::string dir = ::testing::TempDir() + "/grpo_embedded_sigint";
+  fs::remove_all(dir);
+  bool sent = false;
+  auto r = run_grpo(tiny_args(dir, 400), dir + ".log", [&](pid_t pid) {
+    if (!sent && fs::exists(dir + "/metrics.jsonl") && lines_of(dir + "/metrics.jsonl") >= 3) {
+      kill(pid, SIGINT);
+      sent = true;
+    }
+    return !sent;
+  });
+  ASSERT_TRUE(sent) << r.output;
+  EXPECT_EQ(r.exit_code, 130) << r.output;
+  int done = lines_of(dir + "/metrics.jsonl");
+  ASSERT_GE(done, 3);
+  ASSERT_LT(done, 400);
+  std::string expect = "learner: checkpoint written at step " + std::to_string(done);
+  EXPECT_NE(r.output.find(expect), std::string::npos) << r.output;
+
+  auto again = run_grpo(tiny_args(dir, done + 1), dir + ".log2");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("resuming from the checkpoint at step " + std::to_string(done)),
+            std::string::npos)
+      << again.output;
+  EXPECT_EQ(lines_of(dir + "/metrics.jsonl"), done + 1);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace grpo

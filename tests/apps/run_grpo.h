@@ -1,0 +1,69 @@
+// Runs the real `grpo` program as a child process for the program-level tests.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace grpo::testing {
+
+inline std::string grpo_binary() {
+  const char* dir = std::getenv("GRPO_BINARY_DIR");
+  return std::string(dir ? dir : "build") + "/apps/grpo";
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs grpo with args; `while_running` (if set) is polled every 100 ms with the child's pid and
+// returns false once it has done its job.
+inline RunResult run_grpo(const std::vector<std::string>& args, const std::string& log_path,
+                          const std::function<bool(pid_t)>& while_running = nullptr) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log_path.c_str(), "w", stdout);
+    (void)f;
+    dup2(fileno(stdout), STDERR_FILENO);
+    std::vector<char*> argv;
+    std::string bin = grpo_binary();
+    argv.push_back(const_cast<char*>(bin.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  bool polling = static_cast<bool>(while_running);
+  while (true) {
+    pid_t r = waitpid(pid, &status, polling ? WNOHANG : 0);
+    if (r == pid) break;
+    if (polling) {
+      polling = while_running(pid);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  RunResult res;
+  res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  res.output = read_file(log_path);
+  return res;
+}
+
+}  // namespace grpo::testing
