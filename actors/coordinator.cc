@@ -1,15 +1,13 @@
 // Coordinator: leases prompt groups to generators under the staleness bound.
 //
 // State machine:  running --(learner reached grpo.steps)--> done
-// Admission: the pipeline holds groups leased but not yet retired (consumed by the learner, or
-// evicted as too stale). The j-th group of the pipeline (0-based) will be consumed at learner step
-// learner_step + j / groups_per_step, so a generator holding weight version v may take it only when
-// v >= that step - max_staleness. A request that cannot be served now is parked and served when the
+// Admission follows actors/admission.h. A request that cannot be served now is parked and served when the
 // learner advances or the generator reports newer weights; admission is paced at lease time and never
 // discards finished rollouts. The prompt cursor and group-id counter persist in the state store, so a
 // resumed run continues the prompt stream instead of repeating it.
 #include <map>
 
+#include "actors/admission.h"
 #include "actors/roles.h"
 #include "actors/wire.h"
 
@@ -46,16 +44,16 @@ void try_grant(Self* self, uint64_t worker) {
   if (it == s.parked.end() || s.done) return;
   const auto& st = s.ctx.settings;
   const cluster::LeaseRequest req = it->second;
-  const uint64_t per_step = static_cast<uint64_t>(st.groups_per_step);
+  AdmissionState adm;
+  adm.learner_step = s.learner_step;
+  adm.issued = s.issued;
+  adm.retired = retired(s);
+  adm.groups_per_step = st.groups_per_step;
+  adm.max_staleness = st.max_staleness;
+  adm.total_steps = st.grpo_steps;
   cluster::LeaseGrant grant;
   grant.worker_id = worker;
-  while (static_cast<int32_t>(grant.leases.size()) < req.max_groups) {
-    uint64_t in_pipeline = s.issued - std::min(s.issued, retired(s));
-    uint64_t target_step = s.learner_step + in_pipeline / per_step;  // consumes at target_step+1
-    if (target_step >= static_cast<uint64_t>(st.grpo_steps)) break;  // no step will consume it
-    if (static_cast<int64_t>(req.policy_version) <
-        static_cast<int64_t>(target_step) - st.max_staleness)
-      break;
+  for (uint64_t consumed_at : admit(adm, req.policy_version, req.max_groups)) {
     cluster::PromptLease lease;
     lease.group_id = s.next_group_id++;
     lease.prompt_index = s.prompt_cursor++;
@@ -66,7 +64,7 @@ void try_grant(Self* self, uint64_t worker) {
     lease.answer = p.answer;
     lease.group_size = st.group_size;
     lease.min_version = static_cast<uint64_t>(
-        std::max<int64_t>(0, static_cast<int64_t>(target_step) - st.max_staleness));
+        std::max<int64_t>(0, static_cast<int64_t>(consumed_at) - st.max_staleness));
     lease.deadline_ms = now_ms() + 600000;
     lease.seed = runtime::mix64(st.seed ^ (lease.group_id * 0x9e3779b97f4a7c15ULL));
     lease.sampling.temperature = st.temperature;

@@ -123,6 +123,7 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.grpo.clip_eps = c.get_double("grpo.clip_eps");
   r.grpo.kl_coef = c.get_double("grpo.kl_coef");
   r.temperature = c.get_double("grpo.temperature");
+  r.grpo.temperature = r.temperature;
   r.top_p = c.get_double("grpo.top_p");
   r.max_new_tokens = static_cast<int32_t>(c.get_int("grpo.max_new_tokens"));
   r.eval.max_new_tokens = r.max_new_tokens;

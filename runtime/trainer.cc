@@ -84,10 +84,12 @@ struct Trainer::Impl {
   }
 
   torch::Tensor token_logprobs(LlamaForCausalLM& m, const torch::Tensor& inputs,
-                               const torch::Tensor& targets, torch::Tensor* entropy) {
+                               const torch::Tensor& targets, torch::Tensor* entropy,
+                               double temperature = 1.0) {
     int64_t n = inputs.size(0), len = inputs.size(1);
     auto positions = torch::arange(len, torch::kInt64).unsqueeze(0).expand({n, len});
     auto logits = m->forward(inputs, positions, causal_bias(1, len, torch::Tensor()));
+    if (temperature != 1.0) logits = logits / temperature;
     auto logp_all = torch::log_softmax(logits, -1);
     if (entropy) *entropy = -(logp_all.exp() * logp_all).sum(-1).detach();
     return logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
@@ -156,6 +158,7 @@ StatusOr<StepStats> Trainer::sft_step(const std::vector<TrainSample>& batch) {
 
 StatusOr<StepStats> Trainer::grpo_step(const std::vector<TrainSample>& batch,
                                        const GrpoOptions& options) {
+  if (!(options.temperature > 0)) return invalid_argument("grpo_step: temperature must be > 0");
   torch::Tensor inputs, targets, mask, behaviour;
   GRPO_RETURN_IF_ERROR(impl_->pack(batch, true, &inputs, &targets, &mask, &behaviour));
   try {
@@ -166,10 +169,10 @@ StatusOr<StepStats> Trainer::grpo_step(const std::vector<TrainSample>& batch,
     torch::Tensor ref_logp;
     {
       torch::NoGradGuard no_grad;
-      ref_logp = impl_->token_logprobs(impl_->reference, inputs, targets, nullptr);
+      ref_logp = impl_->token_logprobs(impl_->reference, inputs, targets, nullptr, options.temperature);
     }
     torch::Tensor entropy;
-    auto logp = impl_->token_logprobs(impl_->model, inputs, targets, &entropy);
+    auto logp = impl_->token_logprobs(impl_->model, inputs, targets, &entropy, options.temperature);
     auto log_ratio = (logp - behaviour) * mask;
     auto ratio = log_ratio.exp();
     auto clipped = ratio.clamp(1.0 - options.clip_eps, 1.0 + options.clip_eps);

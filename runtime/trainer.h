@@ -38,6 +38,9 @@ struct OptimizerOptions {
 struct GrpoOptions {
   double clip_eps = 0.2;
   double kl_coef = 0.04;
+  // Sampling temperature of the rollouts. Policy and reference logprobs are taken from logits / T,
+  // the distribution the generators sampled from, so the ratio compares like with like.
+  double temperature = 1.0;
 };
 
 struct TrainSample {
