@@ -41,10 +41,9 @@ void on_wire(Self* self, const std::string& bytes) {
   switch (*kind) {
     case cluster::MessageKind::kWeightManifest: {
       cluster::WeightManifest m;
-      Status st = cluster::decode(bytes, &m);
-      if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
+      if (!decode_or_report("broadcaster", bytes, &m, &s.bad_messages)) return;
       if (static_cast<int64_t>(m.version) <= s.latest_version) return;
-      st = s.assembler.begin(m);
+      Status st = s.assembler.begin(m);
       if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
       s.pending_manifest = bytes;
       s.pending_chunks.clear();
@@ -53,10 +52,9 @@ void on_wire(Self* self, const std::string& bytes) {
     }
     case cluster::MessageKind::kWeightChunk: {
       cluster::WeightChunk c;
-      Status st = cluster::decode(bytes, &c);
-      if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
+      if (!decode_or_report("broadcaster", bytes, &c, &s.bad_messages)) return;
       if (!s.assembler.started() || c.version != s.assembler.version()) return;
-      st = s.assembler.add_chunk(c);
+      Status st = s.assembler.add_chunk(c);
       if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
       s.pending_chunks.push_back(bytes);
       fan_out(self, bytes);
@@ -72,8 +70,7 @@ void on_wire(Self* self, const std::string& bytes) {
     }
     case cluster::MessageKind::kHeartbeat: {
       cluster::Heartbeat hb;
-      Status st = cluster::decode(bytes, &hb);
-      if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
+      if (!decode_or_report("broadcaster", bytes, &hb, &s.bad_messages)) return;
       if (hb.role != "generator" || s.latest_version < 0) return;
       if (hb.in_flight >= 0 && static_cast<int64_t>(hb.policy_version) >= s.latest_version) return;
       std::string endpoint = endpoint_of(s.ctx.settings.endpoint_prefix, "generator", static_cast<int>(hb.worker_id));
@@ -89,14 +86,10 @@ void on_wire(Self* self, const std::string& bytes) {
 caf::behavior broadcaster_actor(Self* self, RoleContext ctx, int id) {
   auto& s = self->state;
   s.ctx = std::move(ctx);
-  s.peers = std::make_unique<Peers>(s.ctx.transport);
-  auto mailbox = bind_mailbox(self, s.ctx.transport, endpoint_of(s.ctx.settings.endpoint_prefix, "broadcaster", id));
-  if (!mailbox.ok()) {
-    self->send(s.ctx.supervisor, done_atom::value, std::string("broadcaster"), "failed: " + mailbox.status().to_string());
+  if (!open_endpoint(self, s.ctx, "broadcaster", id, &s.mailbox, &s.peers)) {
     self->quit();
     return {};
   }
-  s.mailbox = std::move(mailbox).value();
   GRPO_LOG(kInfo) << "broadcaster " << id << ": up, relaying to " << s.ctx.settings.generators << " generators";
   return {
       [self](wire_atom, const std::string& bytes) { on_wire(self, bytes); },

@@ -77,8 +77,7 @@ void on_wire(Self* self, const std::string& bytes) {
   if (!kind.ok()) return report_bad_message("buffer", kind.status(), &s.bad_messages);
   if (*kind == cluster::MessageKind::kScoredGroup) {
     cluster::ScoredGroup sg;
-    Status st = cluster::decode(bytes, &sg);
-    if (!st.ok()) return report_bad_message("buffer", st, &s.bad_messages);
+    if (!decode_or_report("buffer", bytes, &sg, &s.bad_messages)) return;
     uint64_t version = UINT64_MAX;
     for (const auto& c : sg.rollout.completions)
       for (uint64_t v : c.versions) version = std::min(version, v);
@@ -92,8 +91,7 @@ void on_wire(Self* self, const std::string& bytes) {
     try_serve(self);
   } else if (*kind == cluster::MessageKind::kTrainBatchRequest) {
     cluster::TrainBatchRequest req;
-    Status st = cluster::decode(bytes, &req);
-    if (!st.ok()) return report_bad_message("buffer", st, &s.bad_messages);
+    if (!decode_or_report("buffer", bytes, &req, &s.bad_messages)) return;
     if (req.num_groups < 1) return report_bad_message("buffer", invalid_argument("batch request for no groups"), &s.bad_messages);
     s.parked = req;
     try_serve(self);
@@ -106,14 +104,10 @@ caf::behavior buffer_actor(Self* self, RoleContext ctx, std::shared_ptr<storage:
   auto& s = self->state;
   s.ctx = std::move(ctx);
   s.store = std::move(store);
-  s.peers = std::make_unique<Peers>(s.ctx.transport);
-  auto mailbox = bind_mailbox(self, s.ctx.transport, endpoint_of(s.ctx.settings.endpoint_prefix, "buffer", 0));
-  if (!mailbox.ok()) {
-    self->send(s.ctx.supervisor, done_atom::value, std::string("buffer"), "failed: " + mailbox.status().to_string());
+  if (!open_endpoint(self, s.ctx, "buffer", 0, &s.mailbox, &s.peers)) {
     self->quit();
     return {};
   }
-  s.mailbox = std::move(mailbox).value();
   auto stats = s.store->stats();
   GRPO_LOG(kInfo) << "buffer: up, " << stats.pending << " pending and " << stats.consumed
                   << " consumed groups on disk, cursor at step " << stats.cursor;

@@ -95,8 +95,7 @@ void on_wire(Self* self, const std::string& bytes) {
   switch (*kind) {
     case cluster::MessageKind::kLeaseRequest: {
       cluster::LeaseRequest req;
-      Status st = cluster::decode(bytes, &req);
-      if (!st.ok()) return report_bad_message("coordinator", st, &s.bad_messages);
+      if (!decode_or_report("coordinator", bytes, &req, &s.bad_messages)) return;
       if (req.worker_id >= static_cast<uint64_t>(s.ctx.settings.generators) || req.max_groups < 1)
         return report_bad_message("coordinator", invalid_argument("lease request from unknown worker " + std::to_string(req.worker_id)), &s.bad_messages);
       s.parked[req.worker_id] = req;
@@ -105,8 +104,7 @@ void on_wire(Self* self, const std::string& bytes) {
     }
     case cluster::MessageKind::kHeartbeat: {
       cluster::Heartbeat hb;
-      Status st = cluster::decode(bytes, &hb);
-      if (!st.ok()) return report_bad_message("coordinator", st, &s.bad_messages);
+      if (!decode_or_report("coordinator", bytes, &hb, &s.bad_messages)) return;
       if (hb.role == "learner") {
         s.learner_step = std::max(s.learner_step, hb.step);
         if (s.learner_step >= static_cast<uint64_t>(s.ctx.settings.grpo_steps) && !s.done) {
@@ -135,14 +133,10 @@ caf::behavior coordinator_actor(Self* self, RoleContext ctx, std::shared_ptr<sto
   s.next_group_id = s.store->get_u64("next_group_id", 1).value();
   s.learner_step = s.start.learner_step;
   s.issued = s.learner_step * static_cast<uint64_t>(s.ctx.settings.groups_per_step) + s.start.pending_groups;
-  s.peers = std::make_unique<Peers>(s.ctx.transport);
-  auto mailbox = bind_mailbox(self, s.ctx.transport, endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0));
-  if (!mailbox.ok()) {
-    self->send(s.ctx.supervisor, done_atom::value, std::string("coordinator"), "failed: " + mailbox.status().to_string());
+  if (!open_endpoint(self, s.ctx, "coordinator", 0, &s.mailbox, &s.peers)) {
     self->quit();
     return {};
   }
-  s.mailbox = std::move(mailbox).value();
   GRPO_LOG(kInfo) << "coordinator: up, prompt cursor " << s.prompt_cursor << ", learner step "
                   << s.learner_step << ", " << s.start.pending_groups << " groups waiting in the buffer";
   return {

@@ -132,28 +132,25 @@ void on_wire(Self* self, const std::string& bytes) {
   switch (*kind) {
     case cluster::MessageKind::kWeightManifest: {
       cluster::WeightManifest m;
-      Status st = cluster::decode(bytes, &m);
-      if (!st.ok()) return report_bad_message("generator", st, &s.bad_messages);
+      if (!decode_or_report("generator", bytes, &m, &s.bad_messages)) return;
       if (static_cast<int64_t>(m.version) <= s.version) return;  // already have it or newer
-      st = s.assembler.begin(m);
+      Status st = s.assembler.begin(m);
       if (!st.ok()) return report_bad_message("generator", st, &s.bad_messages);
       if (s.assembler.complete()) apply_weights(self);
       break;
     }
     case cluster::MessageKind::kWeightChunk: {
       cluster::WeightChunk c;
-      Status st = cluster::decode(bytes, &c);
-      if (!st.ok()) return report_bad_message("generator", st, &s.bad_messages);
+      if (!decode_or_report("generator", bytes, &c, &s.bad_messages)) return;
       if (!s.assembler.started() || c.version != s.assembler.version()) return;
-      st = s.assembler.add_chunk(c);
+      Status st = s.assembler.add_chunk(c);
       if (!st.ok()) return report_bad_message("generator", st, &s.bad_messages);
       if (s.assembler.complete()) apply_weights(self);
       break;
     }
     case cluster::MessageKind::kLeaseGrant: {
       cluster::LeaseGrant g;
-      Status st = cluster::decode(bytes, &g);
-      if (!st.ok()) return report_bad_message("generator", st, &s.bad_messages);
+      if (!decode_or_report("generator", bytes, &g, &s.bad_messages)) return;
       generate(self, g);
       break;
     }
@@ -166,15 +163,11 @@ caf::behavior generator_actor(Self* self, RoleContext ctx, int id) {
   auto& s = self->state;
   s.ctx = std::move(ctx);
   s.id = id;
-  s.peers = std::make_unique<Peers>(s.ctx.transport);
   s.policy = runtime::Policy::create(s.ctx.settings.model, s.ctx.settings.seed);
-  auto mailbox = bind_mailbox(self, s.ctx.transport, endpoint_of(s.ctx.settings.endpoint_prefix, "generator", id));
-  if (!mailbox.ok()) {
-    self->send(s.ctx.supervisor, done_atom::value, std::string("generator"), "failed: " + mailbox.status().to_string());
+  if (!open_endpoint(self, s.ctx, "generator", id, &s.mailbox, &s.peers)) {
     self->quit();
     return {};
   }
-  s.mailbox = std::move(mailbox).value();
   // Ask the broadcaster for the latest weights (a late or restarted generator catches up this way).
   cluster::Heartbeat hb;
   hb.role = "generator";

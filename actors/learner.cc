@@ -187,16 +187,17 @@ caf::behavior learner_actor(Self* self, RoleContext ctx, int id, std::shared_ptr
   s.step = step;
   s.last_checkpoint = static_cast<int64_t>(step);
   s.sft_pass_at_1 = sft_pass_at_1;
-  s.peers = std::make_unique<Peers>(s.ctx.transport);
   s.metrics.open(s.ctx.settings.run_dir + "/metrics.jsonl", std::ios::app);
-  auto mailbox = bind_mailbox(self, s.ctx.transport, endpoint_of(s.ctx.settings.endpoint_prefix, "learner", id));
-  if (!mailbox.ok() || !s.metrics) {
+  if (!s.metrics) {
     self->send(s.ctx.supervisor, done_atom::value, std::string("learner"),
-               "failed: " + (mailbox.ok() ? "cannot open metrics.jsonl" : mailbox.status().to_string()));
+               "failed: cannot open " + s.ctx.settings.run_dir + "/metrics.jsonl");
     self->quit();
     return {};
   }
-  s.mailbox = std::move(mailbox).value();
+  if (!open_endpoint(self, s.ctx, "learner", id, &s.mailbox, &s.peers)) {
+    self->quit();
+    return {};
+  }
   GRPO_LOG(kInfo) << "learner " << id << ": up at step " << step;
   return {
       [self](start_atom) {
@@ -212,8 +213,7 @@ caf::behavior learner_actor(Self* self, RoleContext ctx, int id, std::shared_ptr
         auto& s = self->state;
         if (s.finished) return;
         cluster::TrainBatch batch;
-        Status st = cluster::decode(bytes, &batch);
-        if (!st.ok()) return report_bad_message("learner", st, &s.bad_messages);
+        if (!decode_or_report("learner", bytes, &batch, &s.bad_messages)) return;
         train(self, batch);
       },
   };

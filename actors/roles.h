@@ -16,6 +16,7 @@
 
 #include "actors/atoms.h"
 #include "actors/run_config.h"
+#include "actors/wire.h"
 #include "cluster/transport.h"
 #include "runtime/task.h"
 #include "runtime/trainer.h"
@@ -29,6 +30,11 @@ struct RoleContext {
   std::shared_ptr<cluster::Transport> transport;
   caf::actor supervisor;
 };
+
+// Binds the mailbox of `role` number `id` and creates its outboxes. On failure the supervisor hears
+// (done_atom, role, "failed: ...") and false is returned; the caller then quits.
+bool open_endpoint(caf::event_based_actor* self, const RoleContext& ctx, const std::string& role, int id,
+                   std::unique_ptr<cluster::Mailbox>* mailbox, std::unique_ptr<Peers>* peers);
 
 struct CoordinatorStart {
   uint64_t learner_step = 0;     // step of the checkpoint the learner resumes from

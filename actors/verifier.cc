@@ -23,8 +23,7 @@ using Self = caf::stateful_actor<VerifierState>;
 void on_wire(Self* self, const std::string& bytes) {
   auto& s = self->state;
   cluster::RolloutGroup group;
-  Status st = cluster::decode(bytes, &group);
-  if (!st.ok()) return report_bad_message("verifier", st, &s.bad_messages);
+  if (!decode_or_report("verifier", bytes, &group, &s.bad_messages)) return;
   cluster::ScoredGroup scored;
   scored.verifier_id = static_cast<uint64_t>(s.id);
   for (const auto& c : group.completions) {
@@ -37,7 +36,7 @@ void on_wire(Self* self, const std::string& bytes) {
     scored.rewards.push_back(b);
   }
   scored.rollout = std::move(group);
-  st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "buffer", 0), scored);
+  Status st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "buffer", 0), scored);
   if (!st.ok()) GRPO_LOG(kWarn) << "verifier " << s.id << ": scored group not sent: " << st;
   ++s.scored;
 }
@@ -46,14 +45,10 @@ caf::behavior verifier_actor(Self* self, RoleContext ctx, int id) {
   auto& s = self->state;
   s.ctx = std::move(ctx);
   s.id = id;
-  s.peers = std::make_unique<Peers>(s.ctx.transport);
-  auto mailbox = bind_mailbox(self, s.ctx.transport, endpoint_of(s.ctx.settings.endpoint_prefix, "verifier", id));
-  if (!mailbox.ok()) {
-    self->send(s.ctx.supervisor, done_atom::value, std::string("verifier"), "failed: " + mailbox.status().to_string());
+  if (!open_endpoint(self, s.ctx, "verifier", id, &s.mailbox, &s.peers)) {
     self->quit();
     return {};
   }
-  s.mailbox = std::move(mailbox).value();
   GRPO_LOG(kInfo) << "verifier " << id << ": up";
   return {
       [self](wire_atom, const std::string& bytes) { on_wire(self, bytes); },

@@ -1,5 +1,7 @@
 #include "actors/wire.h"
 
+#include "actors/roles.h"
+
 #include <chrono>
 
 namespace grpo::actors {
@@ -37,6 +39,18 @@ void report_bad_message(const std::string& role, const Status& status, uint64_t*
   if (*counter <= 10 || (*counter & (*counter - 1)) == 0)
     GRPO_LOG(kWarn) << role << ": dropped a malformed message (" << *counter
                     << " so far): " << status.message();
+}
+
+bool open_endpoint(caf::event_based_actor* self, const RoleContext& ctx, const std::string& role, int id,
+                   std::unique_ptr<cluster::Mailbox>* mailbox, std::unique_ptr<Peers>* peers) {
+  *peers = std::make_unique<Peers>(ctx.transport);
+  auto bound = bind_mailbox(self, ctx.transport, endpoint_of(ctx.settings.endpoint_prefix, role, id));
+  if (!bound.ok()) {
+    self->send(ctx.supervisor, done_atom::value, role, "failed: " + bound.status().to_string());
+    return false;
+  }
+  *mailbox = std::move(bound).value();
+  return true;
 }
 
 uint64_t now_ms() {

@@ -44,8 +44,16 @@ class Peers {
   std::map<std::string, std::unique_ptr<cluster::Outbox>> outboxes_;
 };
 
-// Logs (once per call site and kind of failure) and counts a message that could not be decoded.
+// Logs (the first ten, then at powers of two) and counts a message that could not be used.
 void report_bad_message(const std::string& role, const Status& status, uint64_t* counter);
+
+// Decodes `bytes` into `out`; a malformed message is reported and counted, and false returned.
+template <typename Msg>
+bool decode_or_report(const std::string& role, const std::string& bytes, Msg* out, uint64_t* counter) {
+  Status st = cluster::decode(bytes, out);
+  if (!st.ok()) report_bad_message(role, st, counter);
+  return st.ok();
+}
 
 uint64_t now_ms();
 
