@@ -148,15 +148,16 @@ int run_embedded(const Config& config) {
       if ((i + 1) % 25 == 0 || i + 1 == st.sft.steps)
         GRPO_LOG(kInfo) << "sft step " << (i + 1) << "/" << st.sft.steps << " | loss " << x.loss
                         << " | lr " << x.lr << " | " << static_cast<int>(seconds_since(sft_t0)) << " s";
-      if (g_interrupts.load() > 0) return;
+      return g_interrupts.load() == 0;
     });
+    if (s.code() == StatusCode::kCancelled) {
+      GRPO_LOG(kWarn) << "interrupted during cold-start SFT (" << s.message()
+                      << "); nothing is saved before SFT ends, so the next run starts SFT again";
+      return 130;
+    }
     if (!s.ok()) {
       std::fprintf(stderr, "error: SFT failed: %s\n", s.message().c_str());
       return 1;
-    }
-    if (g_interrupts.load() > 0) {
-      GRPO_LOG(kWarn) << "interrupted during SFT; nothing saved yet";
-      return 130;
     }
     auto before = evaluate_trainer(*trainer, run, held_out);
     if (!before.ok()) {

@@ -19,33 +19,41 @@ std::string response_text(const TaskTokenizer& tokenizer, const std::vector<int3
 
 Status run_sft(Trainer& trainer, const AdditionTask& task, const TaskTokenizer& tokenizer,
                const SftOptions& options,
-               const std::function<void(int64_t, const StepStats&)>& on_step) {
-  std::vector<TrainSample> traces;
-  traces.reserve(static_cast<size_t>(options.traces));
-  for (int64_t i = 0; i < options.traces; ++i) {
-    Problem p = task.problem(options.seed, static_cast<uint64_t>(i));
-    TrainSample s;
-    GRPO_ASSIGN_OR_RETURN(s.prompt_ids, prompt_ids(tokenizer, p.prompt));
-    GRPO_ASSIGN_OR_RETURN(s.response_ids, tokenizer.encode(AdditionTask::solution(p.prompt)));
-    s.response_ids.push_back(TaskTokenizer::kEos);
-    traces.push_back(std::move(s));
-  }
+               const std::function<bool(int64_t, const StepStats&)>& on_step) {
+  std::vector<Problem> problems;
+  problems.reserve(static_cast<size_t>(options.traces));
+  for (int64_t i = 0; i < options.traces; ++i) problems.push_back(task.problem(options.seed, static_cast<uint64_t>(i)));
   size_t cursor = 0;
-  uint64_t shuffle = options.seed;
+  uint64_t rng = options.seed;
+  auto next_unit = [&rng]() {
+    rng = mix64(rng);
+    return static_cast<double>(rng >> 11) / 9007199254740992.0;
+  };
   for (int64_t step = 0; step < options.steps; ++step) {
     std::vector<TrainSample> batch;
     for (int64_t b = 0; b < options.batch_size; ++b) {
       if (cursor == 0) {  // reshuffle each epoch
-        for (size_t i = traces.size(); i > 1; --i) {
-          shuffle = mix64(shuffle);
-          std::swap(traces[i - 1], traces[shuffle % i]);
+        for (size_t i = problems.size(); i > 1; --i) {
+          rng = mix64(rng);
+          std::swap(problems[i - 1], problems[rng % i]);
         }
       }
-      batch.push_back(traces[cursor]);
-      cursor = (cursor + 1) % traces.size();
+      const Problem& p = problems[cursor];
+      cursor = (cursor + 1) % problems.size();
+      int slip = -1, delta = 1;
+      if (options.trace_error_rate > 0 && next_unit() < options.trace_error_rate) {
+        slip = static_cast<int>(next_unit() * task.digits());
+        delta = next_unit() < 0.5 ? -1 : 1;
+      }
+      TrainSample s;
+      GRPO_ASSIGN_OR_RETURN(s.prompt_ids, prompt_ids(tokenizer, p.prompt));
+      GRPO_ASSIGN_OR_RETURN(s.response_ids, tokenizer.encode(AdditionTask::solution(p.prompt, slip, delta)));
+      s.response_ids.push_back(TaskTokenizer::kEos);
+      batch.push_back(std::move(s));
     }
     GRPO_ASSIGN_OR_RETURN(StepStats stats, trainer.sft_step(batch));
-    if (on_step) on_step(step, stats);
+    if (on_step && !on_step(step, stats))
+      return cancelled("SFT stopped after step " + std::to_string(step + 1));
   }
   return ok_status();
 }

@@ -21,12 +21,16 @@ struct SftOptions {
   int64_t batch_size = 64;
   int64_t traces = 4000;  // size of the synthetic trace set, cycled through
   uint64_t seed = 1;
+  // Fraction of trace draws that carry one arithmetic slip (drawn afresh each time a problem is
+  // used): cold-start data as imperfect as distilled traces are, which RL then corrects.
+  double trace_error_rate = 0.0;
 };
 
-// Trains on `traces` synthetic worked solutions; calls on_step after each step.
+// Trains on `traces` synthetic worked solutions; calls on_step after each step and stops early,
+// returning Cancelled, when it returns false.
 Status run_sft(Trainer& trainer, const AdditionTask& task, const TaskTokenizer& tokenizer,
                const SftOptions& options,
-               const std::function<void(int64_t, const StepStats&)>& on_step);
+               const std::function<bool(int64_t, const StepStats&)>& on_step);
 
 struct EvalOptions {
   int32_t samples_per_prompt = 4;  // k of pass@1 averaged over k samples

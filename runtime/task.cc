@@ -51,7 +51,7 @@ std::vector<Problem> AdditionTask::problems(uint64_t seed, uint64_t count) const
   return out;
 }
 
-std::string AdditionTask::solution(const std::string& prompt) {
+std::string AdditionTask::solution(const std::string& prompt, int slip_step, int slip_delta) {
   std::string a, b;
   if (!parse_operands(prompt, &a, &b)) return "";
   size_t n = std::max(a.size(), b.size());
@@ -62,6 +62,7 @@ std::string AdditionTask::solution(const std::string& prompt) {
   for (size_t k = 0; k < n; ++k) {
     int da = a[n - 1 - k] - '0', db = b[n - 1 - k] - '0';
     int s = da + db + carry;
+    if (static_cast<int>(k) == slip_step) s = s + slip_delta < 0 ? s + 1 : (s + slip_delta > 19 ? s - 1 : s + slip_delta);
     if (!think.empty()) think += ",";
     think += std::to_string(da) + "+" + std::to_string(db);
     if (carry) think += "+1";

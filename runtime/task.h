@@ -30,7 +30,10 @@ class AdditionTask {
   Problem problem(uint64_t seed, uint64_t index) const;
   std::vector<Problem> problems(uint64_t seed, uint64_t count) const;
   // The worked reasoning trace and answer for SFT: "<think>...</think><answer>...</answer>".
-  static std::string solution(const std::string& prompt);
+  // With slip_step >= 0 the trace makes one arithmetic slip: the digit sum of that step (counted
+  // from the right) is off by slip_delta (+1 or -1), and the rest of the trace and the answer follow
+  // consistently from the wrong sum, as an imperfect demonstration would.
+  static std::string solution(const std::string& prompt, int slip_step = -1, int slip_delta = 1);
 
   // Reads problems from a JSONL file; errors name the file and line.
   static StatusOr<std::vector<Problem>> load_jsonl(const std::string& path);

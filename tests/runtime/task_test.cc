@@ -19,6 +19,16 @@ TEST(AdditionTaskTest, SolutionShowsDigitSumsWithCarries) {
   EXPECT_EQ(AdditionTask::solution("12x+3="), "");
 }
 
+TEST(AdditionTaskTest, SlipTracesStayConsistentWithTheirWrongSum) {
+  // Slip in the middle step (+1): 5+6+1 = 13 instead of 12; the carry and answer follow from 13.
+  EXPECT_EQ(AdditionTask::solution("357+468=", 1, 1),
+            "<think>7+8=15,5+6+1=13,3+4+1=8</think><answer>835</answer>");
+  // Slip in the first step (-1): 7+8 = 14; the last sum is clamped to stay a digit sum.
+  EXPECT_EQ(AdditionTask::solution("357+468=", 0, -1),
+            "<think>7+8=14,5+6+1=12,3+4+1=8</think><answer>824</answer>");
+  EXPECT_EQ(AdditionTask::solution("000+000=", 0, -1), "<think>0+0=1,0+0=0,0+0=0</think><answer>1</answer>");
+}
+
 TEST(AdditionTaskTest, ProblemsAreDeterministicAndCorrect) {
   AdditionTask task(3);
   EXPECT_EQ(task.problem(5, 17).prompt, task.problem(5, 17).prompt);
