@@ -35,6 +35,7 @@ const ConfigSchema& run_schema() {
     s.add({"sft.batch_size", T::kInt, "64", 1, 1e6, "traces per SFT step"});
     s.add({"sft.traces", T::kInt, "4000", 1, 1e9, "synthetic reasoning traces"});
     s.add({"sft.seed", T::kInt, "3", 0, 1e15, "seed of the SFT traces"});
+    s.add({"sft.format_error_rate", T::kDouble, "0.0", 0, 1, "fraction of SFT traces that give the answer without <answer> tags"});
     s.add({"sft.trace_error_rate", T::kDouble, "0.0", 0, 1, "fraction of SFT traces with one arithmetic slip (imperfect demonstrations)"});
     s.add({"sft.lr", T::kDouble, "1e-3", 0, 1, "peak learning rate"});
     s.add({"sft.warmup_steps", T::kInt, "20", 0, 1e9, "linear warmup"});
@@ -107,6 +108,7 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.sft.traces = c.get_int("sft.traces");
   r.sft.seed = static_cast<uint64_t>(c.get_int("sft.seed"));
   r.sft.trace_error_rate = c.get_double("sft.trace_error_rate");
+  r.sft.format_error_rate = c.get_double("sft.format_error_rate");
   r.sft_optimizer.lr = c.get_double("sft.lr");
   r.sft_optimizer.warmup_steps = c.get_int("sft.warmup_steps");
   r.sft_optimizer.schedule = "cosine";

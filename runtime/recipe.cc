@@ -45,9 +45,11 @@ Status run_sft(Trainer& trainer, const AdditionTask& task, const TaskTokenizer& 
         slip = static_cast<int>(next_unit() * task.digits());
         delta = next_unit() < 0.5 ? -1 : 1;
       }
+      bool tags = !(options.format_error_rate > 0 && next_unit() < options.format_error_rate);
       TrainSample s;
       GRPO_ASSIGN_OR_RETURN(s.prompt_ids, prompt_ids(tokenizer, p.prompt));
-      GRPO_ASSIGN_OR_RETURN(s.response_ids, tokenizer.encode(AdditionTask::solution(p.prompt, slip, delta)));
+      GRPO_ASSIGN_OR_RETURN(s.response_ids,
+                            tokenizer.encode(AdditionTask::solution(p.prompt, slip, delta, tags)));
       s.response_ids.push_back(TaskTokenizer::kEos);
       batch.push_back(std::move(s));
     }

@@ -24,6 +24,8 @@ struct SftOptions {
   // Fraction of trace draws that carry one arithmetic slip (drawn afresh each time a problem is
   // used): cold-start data as imperfect as distilled traces are, which RL then corrects.
   double trace_error_rate = 0.0;
+  // Fraction of trace draws whose answer is written without <answer> tags (a format slip).
+  double format_error_rate = 0.0;
 };
 
 // Trains on `traces` synthetic worked solutions; calls on_step after each step and stops early,

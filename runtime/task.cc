@@ -51,7 +51,8 @@ std::vector<Problem> AdditionTask::problems(uint64_t seed, uint64_t count) const
   return out;
 }
 
-std::string AdditionTask::solution(const std::string& prompt, int slip_step, int slip_delta) {
+std::string AdditionTask::solution(const std::string& prompt, int slip_step, int slip_delta,
+                                   bool answer_tags) {
   std::string a, b;
   if (!parse_operands(prompt, &a, &b)) return "";
   size_t n = std::max(a.size(), b.size());
@@ -73,6 +74,7 @@ std::string AdditionTask::solution(const std::string& prompt, int slip_step, int
   if (carry) digits.insert(digits.begin(), '1');
   size_t nz = digits.find_first_not_of('0');
   digits = nz == std::string::npos ? "0" : digits.substr(nz);
+  if (!answer_tags) return "<think>" + think + "</think>" + digits;
   return "<think>" + think + "</think><answer>" + digits + "</answer>";
 }
 

@@ -33,7 +33,9 @@ class AdditionTask {
   // With slip_step >= 0 the trace makes one arithmetic slip: the digit sum of that step (counted
   // from the right) is off by slip_delta (+1 or -1), and the rest of the trace and the answer follow
   // consistently from the wrong sum, as an imperfect demonstration would.
-  static std::string solution(const std::string& prompt, int slip_step = -1, int slip_delta = 1);
+  // With answer_tags false the answer follows </think> bare, without <answer> tags (a format slip).
+  static std::string solution(const std::string& prompt, int slip_step = -1, int slip_delta = 1,
+                              bool answer_tags = true);
 
   // Reads problems from a JSONL file; errors name the file and line.
   static StatusOr<std::vector<Problem>> load_jsonl(const std::string& path);

@@ -27,6 +27,7 @@ TEST(AdditionTaskTest, SlipTracesStayConsistentWithTheirWrongSum) {
   EXPECT_EQ(AdditionTask::solution("357+468=", 0, -1),
             "<think>7+8=14,5+6+1=12,3+4+1=8</think><answer>824</answer>");
   EXPECT_EQ(AdditionTask::solution("000+000=", 0, -1), "<think>0+0=1,0+0=0,0+0=0</think><answer>1</answer>");
+  EXPECT_EQ(AdditionTask::solution("357+468=", -1, 1, false), "<think>7+8=15,5+6+1=12,3+4+1=8</think>825");
 }
 
 TEST(AdditionTaskTest, ProblemsAreDeterministicAndCorrect) {
