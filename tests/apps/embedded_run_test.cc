@@ -62,7 +62,7 @@ TEST(EmbeddedRunTest, SigintCheckpointsAndTheNextRunResumesThere) {
   std::string dir = ::testing::TempDir() + "/grpo_embedded_sigint";
   fs::remove_all(dir);
   bool sent = false;
-  auto r = run_grpo(tiny_args(dir, 400), dir + ".log", [&](pid_t pid) {
+  auto r = run_grpo(tiny_args(dir, 100000), dir + ".log", [&](pid_t pid) {
     if (!sent && fs::exists(dir + "/metrics.jsonl") && lines_of(dir + "/metrics.jsonl") >= 3) {
       kill(pid, SIGINT);
       sent = true;
@@ -73,7 +73,7 @@ TEST(EmbeddedRunTest, SigintCheckpointsAndTheNextRunResumesThere) {
   EXPECT_EQ(r.exit_code, 130) << r.output;
   int done = lines_of(dir + "/metrics.jsonl");
   ASSERT_GE(done, 3);
-  ASSERT_LT(done, 400);
+  ASSERT_LT(done, 100000);
   std::string expect = "learner: checkpoint written at step " + std::to_string(done);
   EXPECT_NE(r.output.find(expect), std::string::npos) << r.output;
 
