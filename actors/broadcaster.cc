@@ -30,7 +30,7 @@ void fan_out(Self* self, const std::string& bytes) {
   auto& s = self->state;
   for (int g = 0; g < s.ctx.settings.generators; ++g) {
     Status st = s.peers->send(endpoint_of(s.ctx.settings.endpoint_prefix, "generator", g), bytes);
-    if (!st.ok()) GRPO_LOG(kWarn) << "broadcaster: send to generator " << g << " failed: " << st;
+    if (send_failed(st)) GRPO_LOG(kWarn) << "broadcaster: send to generator " << g << " failed: " << st;
   }
 }
 

@@ -68,7 +68,7 @@ void try_serve(Self* self) {
   }
   s.parked.reset();
   st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "learner", static_cast<int>(req.learner_id)), batch);
-  if (!st.ok()) GRPO_LOG(kError) << "buffer: batch for step " << req.step << " not sent: " << st;
+  if (send_failed(st)) GRPO_LOG(kError) << "buffer: batch for step " << req.step << " not sent: " << st;
 }
 
 void on_wire(Self* self, const std::string& bytes) {

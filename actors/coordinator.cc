@@ -79,7 +79,7 @@ void try_grant(Self* self, uint64_t worker) {
   if (!persisted.ok()) GRPO_LOG(kError) << "coordinator: cannot persist the prompt cursor: " << persisted;
   s.parked.erase(it);
   Status sent = s.peers->send_msg(endpoint_of(st.endpoint_prefix, "generator", static_cast<int>(worker)), grant);
-  if (!sent.ok()) GRPO_LOG(kWarn) << "coordinator: lease grant to generator " << worker << " not sent: " << sent;
+  if (send_failed(sent)) GRPO_LOG(kWarn) << "coordinator: lease grant to generator " << worker << " not sent: " << sent;
 }
 
 void grant_all(Self* self) {

@@ -44,7 +44,8 @@ void print_table(const RunSettings& st, double before, const runtime::EvalResult
   std::printf("| policy                           | pass@1    |\n");
   std::printf("+----------------------------------+-----------+\n");
   std::printf("| cold-start SFT (GRPO step 0)     | %8.1f%% |\n", 100 * before);
-  std::printf("| after GRPO (step %-6lld)         | %8.1f%% |\n", static_cast<long long>(step), 100 * after.pass_at_1);
+  std::string label = "after GRPO (step " + std::to_string(step) + ")";
+  std::printf("| %-32s | %8.1f%% |\n", label.c_str(), 100 * after.pass_at_1);
   std::printf("+----------------------------------+-----------+\n");
   std::printf("| change                           | %+7.1f pt |\n", 100 * (after.pass_at_1 - before));
   std::printf("+----------------------------------+-----------+\n");
@@ -248,6 +249,7 @@ int run_embedded(const Config& config) {
             }
           });
     }
+    ctx.stopping->store(true);
     for (auto& a : actors) supervisor->send_exit(a, caf::exit_reason::user_shutdown);
   }
   auto latest_after = runtime::latest_checkpoint(st.run_dir);

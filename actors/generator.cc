@@ -43,7 +43,7 @@ void request_leases(Self* self) {
   req.policy_version = static_cast<uint64_t>(s.version);
   req.max_groups = s.ctx.settings.generator_batch_groups;
   Status st = s.peers->send_msg(coordinator_endpoint(s), req);
-  if (!st.ok()) GRPO_LOG(kWarn) << "generator " << s.id << ": lease request not sent: " << st;
+  if (send_failed(st)) GRPO_LOG(kWarn) << "generator " << s.id << ": lease request not sent: " << st;
   s.request_outstanding = true;
 }
 
@@ -119,7 +119,7 @@ void generate(Self* self, const cluster::LeaseGrant& grant) {
     }
     int verifier = static_cast<int>(lease.group_id % static_cast<uint64_t>(s.ctx.settings.verifiers));
     Status st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "verifier", verifier), group);
-    if (!st.ok()) GRPO_LOG(kWarn) << "generator " << s.id << ": group " << group.group_id << " not sent: " << st;
+    if (send_failed(st)) GRPO_LOG(kWarn) << "generator " << s.id << ": group " << group.group_id << " not sent: " << st;
     ++s.groups_done;
   }
   request_leases(self);

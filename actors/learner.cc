@@ -48,7 +48,7 @@ void publish(Self* self) {
   Status st = s.peers->send_msg(endpoint, manifest);
   for (const auto& c : chunks)
     if (st.ok()) st = s.peers->send_msg(endpoint, c);
-  if (!st.ok()) GRPO_LOG(kError) << "learner: weights v" << s.step << " not published: " << st;
+  if (send_failed(st)) GRPO_LOG(kError) << "learner: weights v" << s.step << " not published: " << st;
 }
 
 void announce(Self* self) {
@@ -61,7 +61,7 @@ void announce(Self* self) {
   hb.groups_retired = s.step * static_cast<uint64_t>(s.ctx.settings.groups_per_step);
   hb.timestamp_ms = now_ms();
   Status st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
-  if (!st.ok()) GRPO_LOG(kWarn) << "learner: heartbeat not sent: " << st;
+  if (send_failed(st)) GRPO_LOG(kWarn) << "learner: heartbeat not sent: " << st;
 }
 
 void request_batch(Self* self) {
@@ -72,7 +72,7 @@ void request_batch(Self* self) {
   req.min_version = static_cast<uint64_t>(std::max<int64_t>(0, static_cast<int64_t>(s.step) - s.ctx.settings.max_staleness));
   req.num_groups = s.ctx.settings.groups_per_step;
   Status st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "buffer", 0), req);
-  if (!st.ok()) GRPO_LOG(kError) << "learner: batch request not sent: " << st;
+  if (send_failed(st)) GRPO_LOG(kError) << "learner: batch request not sent: " << st;
 }
 
 void checkpoint(Self* self) {

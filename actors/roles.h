@@ -29,6 +29,8 @@ struct RoleContext {
   RunSettings settings;
   std::shared_ptr<cluster::Transport> transport;
   caf::actor supervisor;
+  // Set by the process when it shuts down: roles stop sending (actors/wire.h Peers).
+  std::shared_ptr<std::atomic<bool>> stopping = std::make_shared<std::atomic<bool>>(false);
 };
 
 // Binds the mailbox of `role` number `id` and creates its outboxes. On failure the supervisor hears

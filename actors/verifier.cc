@@ -37,7 +37,7 @@ void on_wire(Self* self, const std::string& bytes) {
   }
   scored.rollout = std::move(group);
   Status st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "buffer", 0), scored);
-  if (!st.ok()) GRPO_LOG(kWarn) << "verifier " << s.id << ": scored group not sent: " << st;
+  if (send_failed(st)) GRPO_LOG(kWarn) << "verifier " << s.id << ": scored group not sent: " << st;
   ++s.scored;
 }
 

@@ -21,6 +21,7 @@ StatusOr<std::unique_ptr<cluster::Mailbox>> bind_mailbox(caf::local_actor* self,
 }
 
 Status Peers::send(const std::string& endpoint, std::string_view bytes) {
+  if (stopping_ && stopping_->load()) return cancelled("shutting down");
   auto it = outboxes_.find(endpoint);
   if (it == outboxes_.end()) {
     GRPO_ASSIGN_OR_RETURN(auto outbox, cluster::Outbox::connect(transport_, endpoint));
@@ -43,7 +44,7 @@ void report_bad_message(const std::string& role, const Status& status, uint64_t*
 
 bool open_endpoint(caf::event_based_actor* self, const RoleContext& ctx, const std::string& role, int id,
                    std::unique_ptr<cluster::Mailbox>* mailbox, std::unique_ptr<Peers>* peers) {
-  *peers = std::make_unique<Peers>(ctx.transport);
+  *peers = std::make_unique<Peers>(ctx.transport, ctx.stopping);
   auto bound = bind_mailbox(self, ctx.transport, endpoint_of(ctx.settings.endpoint_prefix, role, id));
   if (!bound.ok()) {
     self->send(ctx.supervisor, done_atom::value, role, "failed: " + bound.status().to_string());

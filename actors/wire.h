@@ -6,6 +6,7 @@
 // state and used only from the actor's handlers.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,7 +30,10 @@ StatusOr<std::unique_ptr<cluster::Mailbox>> bind_mailbox(caf::local_actor* self,
 
 class Peers {
  public:
-  explicit Peers(std::shared_ptr<cluster::Transport> transport) : transport_(std::move(transport)) {}
+  // `stopping` (may be null) is set when the process shuts down; sends then fail at once with
+  // Cancelled instead of waiting for peers that are already gone.
+  Peers(std::shared_ptr<cluster::Transport> transport, std::shared_ptr<std::atomic<bool>> stopping)
+      : transport_(std::move(transport)), stopping_(std::move(stopping)) {}
   // Sends bytes to the mailbox at `endpoint`, connecting on first use. Errors are returned and
   // logged by the caller; nothing is retried here.
   Status send(const std::string& endpoint, std::string_view bytes);
@@ -41,6 +45,7 @@ class Peers {
 
  private:
   std::shared_ptr<cluster::Transport> transport_;
+  std::shared_ptr<std::atomic<bool>> stopping_;
   std::map<std::string, std::unique_ptr<cluster::Outbox>> outboxes_;
 };
 
@@ -56,5 +61,8 @@ bool decode_or_report(const std::string& role, const std::string& bytes, Msg* ou
 }
 
 uint64_t now_ms();
+
+// True when a send failed for a reason worth logging (not the Cancelled of a shutdown).
+inline bool send_failed(const Status& st) { return !st.ok() && st.code() != StatusCode::kCancelled; }
 
 }  // namespace grpo::actors
