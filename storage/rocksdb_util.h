@@ -7,9 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include <rocksdb/db.h>
 #include <rocksdb/status.h>
 
 #include "base/log.h"
@@ -61,11 +64,18 @@ inline std::string printable_key(std::string_view key) {
   return out;
 }
 
-// Logs a warning. (Stands in for GRPO_LOG(kWarn), whose macro parameter is named `level` and so
-// collides with grpo::log::level() inside the macro body; switch back once base/log.h is fixed.)
-inline void log_warning(const char* file, int line, const std::string& message) {
-  if (::grpo::log::kWarn < ::grpo::log::level()) return;
-  ::grpo::log::Line(::grpo::log::kWarn, file, line).stream() << message;
+// Creates `dir` if needed and opens (or creates) the RocksDB database in it; `what` names the store
+// in errors ("rollout store").
+inline StatusOr<std::unique_ptr<rocksdb::DB>> open_db(const std::string& dir, const std::string& what) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return unavailable("create " + what + " directory " + dir + ": " + ec.message());
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.keep_log_file_num = 4;  // RocksDB's informational LOG files, not the WAL
+  rocksdb::DB* raw = nullptr;
+  GRPO_RETURN_IF_ERROR(from_rocksdb(rocksdb::DB::Open(options, dir, &raw), "open " + what + " " + dir));
+  return std::unique_ptr<rocksdb::DB>(raw);
 }
 
 }  // namespace grpo::storage::internal

@@ -204,17 +204,7 @@ StatusOr<RolloutStore::Meta> RolloutStore::decode_meta(std::string_view value) {
 
 StatusOr<std::unique_ptr<RolloutStore>> RolloutStore::open(const std::string& dir,
                                                           RolloutStoreOptions opts) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return unavailable("create rollout store directory " + dir + ": " + ec.message());
-
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  options.keep_log_file_num = 4;  // RocksDB's informational LOG files, not the WAL
-  rocksdb::DB* raw = nullptr;
-  GRPO_RETURN_IF_ERROR(
-      from_rocksdb(rocksdb::DB::Open(options, dir, &raw), "open rollout store " + dir));
-  std::unique_ptr<rocksdb::DB> db(raw);
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::DB> db, internal::open_db(dir, "rollout store"));
 
   Meta meta;
   std::string value;
@@ -238,7 +228,7 @@ RolloutStore::RolloutStore(std::unique_ptr<rocksdb::DB> db, RolloutStoreOptions 
 RolloutStore::~RolloutStore() {
   if (!db_) return;
   rocksdb::Status s = db_->Close();
-  if (!s.ok()) internal::log_warning(__FILE__, __LINE__, "closing rollout store: " + s.ToString());
+  if (!s.ok()) GRPO_LOG(kWarn) << "closing rollout store: " << s.ToString();
 }
 
 Status RolloutStore::commit(rocksdb::WriteBatch* batch, const Meta& next, std::string_view what) {

@@ -20,17 +20,8 @@ rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.siz
 
 StatusOr<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir,
                                                       StateStoreOptions opts) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return unavailable("create state store directory " + dir + ": " + ec.message());
-
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  options.keep_log_file_num = 4;  // RocksDB's informational LOG files, not the WAL
-  rocksdb::DB* raw = nullptr;
-  GRPO_RETURN_IF_ERROR(
-      from_rocksdb(rocksdb::DB::Open(options, dir, &raw), "open state store " + dir));
-  return std::unique_ptr<StateStore>(new StateStore(std::unique_ptr<rocksdb::DB>(raw), opts));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::DB> db, internal::open_db(dir, "state store"));
+  return std::unique_ptr<StateStore>(new StateStore(std::move(db), opts));
 }
 
 StateStore::StateStore(std::unique_ptr<rocksdb::DB> db, StateStoreOptions opts)
@@ -39,7 +30,7 @@ StateStore::StateStore(std::unique_ptr<rocksdb::DB> db, StateStoreOptions opts)
 StateStore::~StateStore() {
   if (!db_) return;
   rocksdb::Status s = db_->Close();
-  if (!s.ok()) internal::log_warning(__FILE__, __LINE__, "closing state store: " + s.ToString());
+  if (!s.ok()) GRPO_LOG(kWarn) << "closing state store: " << s.ToString();
 }
 
 Status StateStore::put(std::string_view key, std::string_view value) {
