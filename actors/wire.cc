@@ -30,11 +30,6 @@ Status Peers::send(const std::string& endpoint, std::string_view bytes) {
   return it->second->send(bytes);
 }
 
-void Peers::close() {
-  for (auto& [endpoint, outbox] : outboxes_) outbox->close();
-  outboxes_.clear();
-}
-
 void report_bad_message(const std::string& role, const Status& status, uint64_t* counter) {
   ++*counter;
   if (*counter <= 10 || (*counter & (*counter - 1)) == 0)

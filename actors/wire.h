@@ -41,7 +41,6 @@ class Peers {
   Status send_msg(const std::string& endpoint, const Msg& msg) {
     return send(endpoint, cluster::encode(msg));
   }
-  void close();
 
  private:
   std::shared_ptr<cluster::Transport> transport_;

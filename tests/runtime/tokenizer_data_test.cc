@@ -16,6 +16,7 @@
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/chat_template.h"
 #include "runtime/sp_tokenizer.h"
+#include "tests/runtime/llama2c_reference.h"
 
 namespace grpo::runtime {
 namespace {
@@ -147,46 +148,6 @@ TEST(TokenizerDataTest, ChatTemplatesMatchReferenceRenderings) {
   }
 }
 
-// llama2.c's encode loop: repeated O(n^2) scans for the best-scoring adjacent pair.
-std::vector<int32_t> naive_llama2c_encode(const SpTokenizer& tok, const std::string& text) {
-  std::unordered_map<std::string, int32_t> lookup;
-  for (int32_t i = 0; i < tok.vocab_size(); ++i) lookup.emplace(tok.piece(i), i);
-  std::vector<int32_t> ids = {SpTokenizer::kBos};
-  if (!text.empty()) ids.push_back(lookup.at(" "));
-  std::string buf;
-  for (size_t i = 0; i < text.size(); ++i) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if ((c & 0xC0) != 0x80) buf.clear();
-    buf += static_cast<char>(c);
-    if (i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80 && buf.size() < 4)
-      continue;
-    auto it = lookup.find(buf);
-    if (it != lookup.end()) {
-      ids.push_back(it->second);
-    } else {
-      for (unsigned char b : buf) ids.push_back(b + 3);
-    }
-    buf.clear();
-  }
-  while (true) {
-    float best = -1e10f;
-    int32_t best_id = -1;
-    size_t best_i = 0;
-    for (size_t i = 1; i + 1 < ids.size(); ++i) {
-      auto it = lookup.find(tok.piece(ids[i]) + tok.piece(ids[i + 1]));
-      if (it != lookup.end() && tok.score(it->second) > best) {
-        best = tok.score(it->second);
-        best_id = it->second;
-        best_i = i;
-      }
-    }
-    if (best_id < 0) break;
-    ids[best_i] = best_id;
-    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_i) + 1);
-  }
-  return ids;
-}
-
 TEST(TokenizerDataTest, Stories260kTokenizerRoundTrips) {
   REQUIRE_DATA("models/stories260K/tok512.bin");
   auto tok = SpTokenizer::load(data_path("models/stories260K/tok512.bin"), 512);
@@ -206,7 +167,7 @@ TEST(TokenizerDataTest, Stories260kTokenizerRoundTrips) {
     auto ids = tok->encode(text, /*add_bos=*/true);
     ASSERT_TRUE(ids.ok()) << ids.status();
     EXPECT_EQ(ids->front(), SpTokenizer::kBos);
-    EXPECT_EQ(*ids, naive_llama2c_encode(*tok, text));
+    EXPECT_EQ(*ids, naive_llama2c_encode(*tok, text, /*add_bos=*/true));
     EXPECT_LT(ids->size(), text.size());  // merges happened
     EXPECT_EQ(tok->decode(*ids).value(), text);
     std::vector<int32_t> generated(ids->begin() + 1, ids->end());

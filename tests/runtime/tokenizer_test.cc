@@ -15,6 +15,7 @@
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/chat_template.h"
 #include "runtime/sp_tokenizer.h"
+#include "tests/runtime/llama2c_reference.h"
 
 namespace grpo::runtime {
 namespace {
@@ -473,45 +474,6 @@ struct TinySp {
   }
 };
 
-// llama2.c's encode loop, verbatim in spirit: O(n^2) scans for the best pair.
-std::vector<int32_t> naive_sp_encode(const TinySp& sp, const std::string& text) {
-  std::vector<int32_t> ids;
-  if (!text.empty()) ids.push_back(sp.id(" "));
-  std::string buf;
-  for (size_t i = 0; i < text.size(); ++i) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if ((c & 0xC0) != 0x80) buf.clear();
-    buf += static_cast<char>(c);
-    if (i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80 && buf.size() < 4)
-      continue;
-    int32_t id = sp.id(buf);
-    if (id >= 0) {
-      ids.push_back(id);
-    } else {
-      for (unsigned char b : buf) ids.push_back(b + 3);
-    }
-    buf.clear();
-  }
-  while (true) {
-    float best = -1e10f;
-    int32_t best_id = -1;
-    size_t best_i = 0;
-    for (size_t i = 0; i + 1 < ids.size(); ++i) {
-      int32_t id = sp.id(sp.pieces[static_cast<size_t>(ids[i])].first +
-                         sp.pieces[static_cast<size_t>(ids[i + 1])].first);
-      if (id >= 0 && sp.pieces[static_cast<size_t>(id)].second > best) {
-        best = sp.pieces[static_cast<size_t>(id)].second;
-        best_id = id;
-        best_i = i;
-      }
-    }
-    if (best_id < 0) break;
-    ids[best_i] = best_id;
-    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_i) + 1);
-  }
-  return ids;
-}
-
 TEST(SpTokenizerTest, EncodesByScoreOrderedMerges) {
   TempDir dir;
   TinySp sp;
@@ -533,7 +495,7 @@ TEST(SpTokenizerTest, EncodesByScoreOrderedMerges) {
   for (int i = 0; i < 200; ++i) {
     std::string text;
     for (int k = static_cast<int>(rng() % 12); k > 0; --k) text += alphabet[rng() % 7];
-    EXPECT_EQ(tok->encode(text).value(), naive_sp_encode(sp, text)) << "'" << text << "'";
+    EXPECT_EQ(tok->encode(text).value(), naive_llama2c_encode(*tok, text, /*add_bos=*/false)) << "'" << text << "'";
   }
 }
 
