@@ -113,7 +113,7 @@ void generate(Self* self, const cluster::LeaseGrant& grant) {
       c.text = runtime::response_text(s.tokenizer, sample.ids);
       c.token_ids = std::move(sample.ids);
       c.logprobs = std::move(sample.logprobs);
-      c.versions.assign(c.token_ids.size(), static_cast<uint64_t>(s.version));
+      c.versions = sample.versions;
       c.finished = sample.finished;
       group.completions.push_back(std::move(c));
     }

@@ -1,24 +1,53 @@
 #include "runtime/engine.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
+
+#include "runtime/task.h"
 
 namespace grpo::runtime {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+std::string request_error(uint64_t id, const std::string& msg) {
+  return "generate: request " + std::to_string(id) + ": " + msg;
+}
+
+bool same_sampler(const SamplingOptions& a, const SamplingOptions& b) {
+  return std::tie(a.temperature, a.top_p, a.top_k, a.min_p) ==
+         std::tie(b.temperature, b.top_p, b.top_k, b.min_p);
+}
+
+}  // namespace
+
+double sampling_uniform(uint64_t seed, int32_t sample, int64_t index) {
+  uint64_t x = mix64(seed ^ 0x9e3779b97f4a7c15ull);
+  x = mix64(x ^ (static_cast<uint64_t>(static_cast<uint32_t>(sample)) * 0xbf58476d1ce4e5b9ull));
+  x = mix64(x ^ static_cast<uint64_t>(index));
+  return static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);  // 53 bits
+}
 
 void sample_tokens(const torch::Tensor& logits, const SamplingOptions& options,
-                   at::Generator& gen, torch::Tensor* tokens, torch::Tensor* logprobs) {
+                   const torch::Tensor& uniforms, torch::Tensor* tokens, torch::Tensor* logprobs) {
   auto lf = logits.to(torch::kFloat32);
   if (options.temperature <= 0.0) {
-    auto logp = torch::log_softmax(lf, -1);
     *tokens = lf.argmax(-1);
-    *logprobs = logp.gather(-1, tokens->unsqueeze(-1)).squeeze(-1);
+    *logprobs = torch::log_softmax(lf, -1).gather(-1, tokens->unsqueeze(-1)).squeeze(-1);
     return;
   }
-  auto scaled = lf / options.temperature;
-  if (options.top_k > 0 && options.top_k < scaled.size(-1)) {
+  auto scaled = options.temperature == 1.0 ? lf : lf / options.temperature;
+  const int64_t vocab = scaled.size(-1);
+  if (options.top_k > 0 && options.top_k < vocab) {
     auto kth = std::get<0>(scaled.topk(options.top_k, -1)).narrow(-1, options.top_k - 1, 1);
-    scaled = scaled.masked_fill(scaled < kth, -std::numeric_limits<float>::infinity());
+    scaled = scaled.masked_fill(scaled < kth, kNegInf);
+  }
+  if (options.min_p > 0.0) {
+    // p < min_p * p_max  <=>  logit < max_logit + log(min_p)
+    auto max_logit = std::get<0>(scaled.max(-1, /*keepdim=*/true));
+    scaled = scaled.masked_fill(scaled < max_logit + std::log(options.min_p), kNegInf);
   }
   if (options.top_p < 1.0) {
     auto sorted = scaled.sort(-1, /*descending=*/true);
@@ -28,111 +57,283 @@ void sample_tokens(const torch::Tensor& logits, const SamplingOptions& options,
     auto cum = probs.cumsum(-1);
     // Drop a token when the mass before it already reaches top_p (the first token always stays).
     auto drop = (cum - probs) >= options.top_p;
-    sorted_logits = sorted_logits.masked_fill(drop, -std::numeric_limits<float>::infinity());
-    scaled = torch::full_like(scaled, -std::numeric_limits<float>::infinity())
-                 .scatter(-1, sorted_idx, sorted_logits);
+    sorted_logits = sorted_logits.masked_fill(drop, kNegInf);
+    scaled = torch::full_like(scaled, kNegInf).scatter(-1, sorted_idx, sorted_logits);
   }
   auto logp = torch::log_softmax(scaled, -1);
-  auto probs = logp.exp();
-  *tokens = torch::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(-1);
+  auto cum = logp.exp().cumsum(-1);
+  auto target = uniforms.to(torch::kFloat32).unsqueeze(-1) * cum.narrow(-1, vocab - 1, 1);
+  // The first token whose cumulative mass exceeds the target (tokens of zero mass never qualify).
+  *tokens = (cum <= target).sum(-1).clamp_max(vocab - 1);
   *logprobs = logp.gather(-1, tokens->unsqueeze(-1)).squeeze(-1);
 }
 
-StatusOr<std::vector<std::vector<GeneratedSample>>> generate_batch(
-    LlamaForCausalLM& model, const std::vector<GenerationRequest>& requests,
-    const SamplingOptions& options, uint64_t seed) {
-  std::vector<std::vector<GeneratedSample>> out(requests.size());
-  if (requests.empty()) return out;
-  const ModelConfig& cfg = model->config();
-  int64_t prompt_len = 0;
-  int64_t total = 0;
-  for (size_t r = 0; r < requests.size(); ++r) {
-    const auto& req = requests[r];
-    if (req.prompt_ids.empty()) return invalid_argument("generate: request " + std::to_string(r) + " has an empty prompt");
-    if (req.num_samples < 1) return invalid_argument("generate: request " + std::to_string(r) + " asks for no samples");
-    for (int32_t id : req.prompt_ids)
-      if (id < 0 || id >= cfg.vocab_size)
-        return invalid_argument("generate: request " + std::to_string(r) + " has token id " +
-                                std::to_string(id) + " outside the vocabulary");
-    prompt_len = std::max<int64_t>(prompt_len, static_cast<int64_t>(req.prompt_ids.size()));
-    total += req.num_samples;
-  }
-  const int64_t max_new = options.max_new_tokens;
-  if (prompt_len + max_new > cfg.max_seq_len)
-    return invalid_argument("generate: prompt of " + std::to_string(prompt_len) + " tokens + " +
-                            std::to_string(max_new) + " new tokens exceeds max_seq_len " +
-                            std::to_string(cfg.max_seq_len));
+Engine::Engine(LlamaForCausalLM model, EngineOptions options)
+    : model_(std::move(model)), options_(options) {}
 
-  torch::NoGradGuard no_grad;
-  const int64_t u = static_cast<int64_t>(requests.size());
-  // Left-padded prompts.
-  auto tokens = torch::full({u, prompt_len}, options.pad_id, torch::kInt64);
-  auto valid = torch::zeros({u, prompt_len}, torch::kBool);
+void Engine::set_options(const EngineOptions& options) {
+  if (!idle()) return;
+  if (options.max_batch != options_.max_batch || options.max_context != options_.max_context)
+    cache_ = KVCache();
+  options_ = options;
+}
+
+Status Engine::submit(uint64_t id, const GenerationRequest& req, const SamplingOptions& o,
+                      uint64_t seed) {
+  const ModelConfig& cfg = model_->config();
+  if (requests_.count(id)) return invalid_argument(request_error(id, "the id is already in use"));
+  if (req.prompt_ids.empty()) return invalid_argument(request_error(id, "empty prompt"));
+  for (int32_t t : req.prompt_ids)
+    if (t < 0 || t >= cfg.vocab_size)
+      return invalid_argument(request_error(id, "token id " + std::to_string(t) + " is outside the vocabulary of " +
+                                                    std::to_string(cfg.vocab_size)));
+  if (req.num_samples < 1) return invalid_argument(request_error(id, "asks for no samples"));
+  if (req.num_samples > options_.max_batch)
+    return invalid_argument(request_error(id, std::to_string(req.num_samples) + " samples exceed the batch of " +
+                                                  std::to_string(options_.max_batch)));
+  if (o.max_new_tokens < 1) return invalid_argument(request_error(id, "max_new_tokens must be at least 1"));
+  if (!(o.temperature >= 0.0) || !(o.top_p > 0.0 && o.top_p <= 1.0) || o.top_k < 0 ||
+      !(o.min_p >= 0.0 && o.min_p < 1.0))
+    return invalid_argument(request_error(id, "sampling options out of range (temperature >= 0, 0 < top_p <= 1, top_k >= 0, 0 <= min_p < 1)"));
+  if (!o.stop.empty() && !decoder_)
+    return invalid_argument(request_error(id, "stop strings need a tokenizer to decode with"));
+  for (const auto& s : o.stop)
+    if (s.empty()) return invalid_argument(request_error(id, "empty stop string"));
+  const int64_t need = static_cast<int64_t>(req.prompt_ids.size()) + o.max_new_tokens;
+  if (need > cfg.max_seq_len)
+    return invalid_argument(request_error(id, "prompt of " + std::to_string(req.prompt_ids.size()) + " tokens + " +
+                                                  std::to_string(o.max_new_tokens) + " new tokens exceeds max_seq_len " +
+                                                  std::to_string(cfg.max_seq_len)));
+  if (options_.max_context > 0 && need > options_.max_context)
+    return invalid_argument(request_error(id, "prompt + new tokens exceed the engine's max_context " +
+                                                  std::to_string(options_.max_context)));
+  Request r;
+  r.id = id;
+  r.prompt = req.prompt_ids;
+  r.sampling = o;
+  r.seed = seed;
+  r.samples.resize(static_cast<size_t>(req.num_samples));
+  r.unfinished = req.num_samples;
+  for (const auto& s : o.stop) r.stop_window = std::max(r.stop_window, s.size() + 1);
+  requests_.emplace(id, std::move(r));
+  queue_.push_back(id);
+  return ok_status();
+}
+
+Status Engine::ensure_capacity(int64_t need) {
+  if (need <= cache_.capacity && !cache_.k.empty()) return ok_status();
+  const int64_t max_len = model_->config().max_seq_len;
+  int64_t cap = options_.max_context > 0
+                    ? options_.max_context
+                    : std::min(max_len, std::max({need, 2 * cache_.capacity, int64_t{128}}));
+  if (need > cap) return invalid_argument("generate: context of " + std::to_string(need) + " exceeds the cache");
+  KVCache fresh = model_->make_cache(options_.max_batch, cap);
+  for (size_t l = 0; l < cache_.k.size(); ++l) {
+    fresh.k[l].narrow(2, 0, cache_.capacity).copy_(cache_.k[l]);
+    fresh.v[l].narrow(2, 0, cache_.capacity).copy_(cache_.v[l]);
+  }
+  cache_ = std::move(fresh);
+  return ok_status();
+}
+
+void Engine::move_row(size_t from, size_t to) {
+  const int64_t len = rows_[from].length;
+  for (size_t l = 0; l < cache_.k.size(); ++l) {
+    cache_.k[l][static_cast<int64_t>(to)].narrow(1, 0, len).copy_(cache_.k[l][static_cast<int64_t>(from)].narrow(1, 0, len));
+    cache_.v[l][static_cast<int64_t>(to)].narrow(1, 0, len).copy_(cache_.v[l][static_cast<int64_t>(from)].narrow(1, 0, len));
+  }
+  rows_[to] = rows_[from];
+}
+
+torch::Tensor Engine::decode_running(int64_t n) {
+  std::vector<int64_t> tok(static_cast<size_t>(n)), pos(static_cast<size_t>(n));
+  int64_t read_len = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    tok[static_cast<size_t>(i)] = rows_[static_cast<size_t>(i)].last_token;
+    pos[static_cast<size_t>(i)] = rows_[static_cast<size_t>(i)].length;
+    read_len = std::max(read_len, rows_[static_cast<size_t>(i)].length + 1);
+  }
+  const auto dev = cache_.k.front().device();
+  auto tokens = torch::tensor(tok, torch::kInt64).to(dev).view({n, 1});
+  auto positions = torch::tensor(pos, torch::kInt64).to(dev).view({n, 1});
+  KVCache view;
+  view.capacity = cache_.capacity;
+  for (size_t l = 0; l < cache_.k.size(); ++l) {
+    view.k.push_back(cache_.k[l].narrow(0, 0, n));
+    view.v.push_back(cache_.v[l].narrow(0, 0, n));
+  }
+  AttentionCall call;
+  call.cache = &view;
+  call.write_pos = positions.view({n});
+  call.read_len = read_len;
+  auto cols = torch::arange(read_len, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({1, read_len});
+  call.bias = torch::zeros({n, 1, 1, read_len}, cache_.k.front().options())
+                  .masked_fill((cols > positions).view({n, 1, 1, read_len}), -1e9);
+  auto logits = model_->forward(tokens, positions, call).select(1, 0);
+  for (int64_t i = 0; i < n; ++i) rows_[static_cast<size_t>(i)].length += 1;
+  return logits;
+}
+
+torch::Tensor Engine::admit() {
+  std::vector<uint64_t> picked;
+  int64_t free_slots = options_.max_batch - static_cast<int64_t>(rows_.size());
+  int64_t need = 0, longest = 0;
+  while (!queue_.empty()) {
+    const Request& r = requests_.at(queue_.front());
+    const int64_t g = static_cast<int64_t>(r.samples.size());
+    if (g > free_slots) break;
+    free_slots -= g;
+    need = std::max<int64_t>(need, static_cast<int64_t>(r.prompt.size()) + r.sampling.max_new_tokens);
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(r.prompt.size()));
+    picked.push_back(queue_.front());
+    queue_.pop_front();
+  }
+  if (picked.empty()) return torch::Tensor();
+  Status cap = ensure_capacity(need);
+  GRPO_CHECK_MSG(cap.ok(), cap.message().c_str());  // submit() bounded every request's context
+  const int64_t k = static_cast<int64_t>(picked.size());
+  auto tokens = torch::zeros({k, longest}, torch::kInt64);
+  auto acc = tokens.accessor<int64_t, 2>();
+  std::vector<int64_t> last(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) {
+    const auto& prompt = requests_.at(picked[static_cast<size_t>(i)]).prompt;
+    for (size_t j = 0; j < prompt.size(); ++j) acc[i][static_cast<int64_t>(j)] = prompt[j];
+    last[static_cast<size_t>(i)] = static_cast<int64_t>(prompt.size()) - 1;
+  }
+  const auto dev = cache_.k.front().device();
+  tokens = tokens.to(dev);
+  auto positions = torch::arange(longest, torch::TensorOptions().dtype(torch::kInt64).device(dev))
+                       .unsqueeze(0)
+                       .expand({k, longest});
+  // Right padding: a prompt's queries never see the padding after it under the causal mask.
+  KVCache scratch = model_->make_cache(k, longest);
+  AttentionCall call;
+  call.cache = &scratch;
+  auto h = model_->hidden(tokens, positions, call);
+  auto last_idx = torch::tensor(last, torch::kInt64).to(dev).view({k, 1, 1}).expand({k, 1, h.size(2)});
+  auto first_logits = model_->head(h.gather(1, last_idx).squeeze(1));  // [k, V]
   std::vector<int64_t> expand;
-  expand.reserve(static_cast<size_t>(total));
-  for (int64_t r = 0; r < u; ++r) {
-    const auto& ids = requests[static_cast<size_t>(r)].prompt_ids;
-    int64_t padding = prompt_len - static_cast<int64_t>(ids.size());
-    auto row = tokens[r];
-    auto acc = row.accessor<int64_t, 1>();
-    for (size_t i = 0; i < ids.size(); ++i) acc[padding + static_cast<int64_t>(i)] = ids[i];
-    valid[r].narrow(0, padding, static_cast<int64_t>(ids.size())).fill_(true);
-    for (int32_t s = 0; s < requests[static_cast<size_t>(r)].num_samples; ++s) expand.push_back(r);
+  for (int64_t i = 0; i < k; ++i) {
+    const Request& r = requests_.at(picked[static_cast<size_t>(i)]);
+    const int64_t len = static_cast<int64_t>(r.prompt.size());
+    const int64_t g = static_cast<int64_t>(r.samples.size());
+    const int64_t row0 = static_cast<int64_t>(rows_.size());
+    for (size_t l = 0; l < cache_.k.size(); ++l) {
+      cache_.k[l].narrow(0, row0, g).narrow(2, 0, len).copy_(scratch.k[l].narrow(0, i, 1).narrow(2, 0, len));
+      cache_.v[l].narrow(0, row0, g).narrow(2, 0, len).copy_(scratch.v[l].narrow(0, i, 1).narrow(2, 0, len));
+    }
+    for (int64_t s = 0; s < g; ++s) {
+      Row row;
+      row.request = r.id;
+      row.sample = static_cast<int32_t>(s);
+      row.length = len;
+      rows_.push_back(row);
+      expand.push_back(i);
+    }
   }
-  auto positions = (valid.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
-  const int64_t capacity = prompt_len + max_new;
-  KVCache cache = model->make_cache(u, capacity);
-  auto bias = causal_bias(u, prompt_len, valid);
-  auto logits = model->forward(tokens, positions, bias, &cache, 0).select(1, prompt_len - 1);
+  return first_logits.index_select(0, torch::tensor(expand, torch::kInt64).to(dev));
+}
 
-  // Share each prompt's cache among its samples.
-  auto idx = torch::tensor(expand, torch::kInt64);
-  for (auto& k : cache.k) k = k.index_select(0, idx).contiguous();
-  for (auto& v : cache.v) v = v.index_select(0, idx).contiguous();
-  logits = logits.index_select(0, idx);
-  auto key_valid = torch::ones({total, capacity}, torch::kBool);
-  key_valid.narrow(1, 0, prompt_len).copy_(valid.index_select(0, idx));
-  auto key_bias = torch::zeros({total, 1, 1, capacity}, torch::kFloat32)
-                      .masked_fill(key_valid.logical_not().view({total, 1, 1, capacity}), -1e9);
-  auto pos = positions.select(1, prompt_len - 1).index_select(0, idx);
-
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  std::vector<std::vector<int64_t>> gen_ids(static_cast<size_t>(total));
-  std::vector<std::vector<float>> gen_lp(static_cast<size_t>(total));
-  std::vector<bool> done(static_cast<size_t>(total), false);
-  int64_t remaining = total;
-  for (int64_t step = 0; step < max_new && remaining > 0; ++step) {
-    torch::Tensor next, lp;
-    sample_tokens(logits, options, gen, &next, &lp);
-    auto next_acc = next.accessor<int64_t, 1>();
-    auto lp_acc = lp.accessor<float, 1>();
-    for (int64_t b = 0; b < total; ++b) {
-      if (done[static_cast<size_t>(b)]) continue;
-      gen_ids[static_cast<size_t>(b)].push_back(next_acc[b]);
-      gen_lp[static_cast<size_t>(b)].push_back(lp_acc[b]);
-      if (next_acc[b] == options.eos_id) {
-        done[static_cast<size_t>(b)] = true;
-        --remaining;
+bool Engine::record(Row& row, int64_t token, float logprob) {
+  Request& req = requests_.at(row.request);
+  GeneratedSample& s = req.samples[static_cast<size_t>(row.sample)];
+  s.ids.push_back(static_cast<int32_t>(token));
+  s.logprobs.push_back(logprob);
+  s.versions.push_back(version_);
+  row.last_token = token;
+  const SamplingOptions& o = req.sampling;
+  if ((o.eos_id >= 0 && token == o.eos_id) ||
+      std::find(o.extra_eos_ids.begin(), o.extra_eos_ids.end(), token) != o.extra_eos_ids.end()) {
+    s.finished = true;
+    s.reason = FinishReason::kEos;
+    return true;
+  }
+  if (!o.stop.empty() && decoder_) {
+    const size_t n = std::min(s.ids.size(), req.stop_window);
+    const std::string tail = decoder_(std::vector<int32_t>(s.ids.end() - static_cast<std::ptrdiff_t>(n), s.ids.end()));
+    for (const auto& stop : o.stop) {
+      if (tail.find(stop) != std::string::npos) {
+        s.finished = true;
+        s.reason = FinishReason::kStop;
+        return true;
       }
     }
-    if (remaining == 0 || step + 1 == max_new) break;
-    pos = pos + 1;
-    const int64_t start = prompt_len + step;
-    auto step_bias = key_bias.narrow(3, 0, start + 1);
-    logits = model->forward(next.unsqueeze(1), pos.unsqueeze(1), step_bias, &cache, start).select(1, 0);
   }
+  if (static_cast<int32_t>(s.ids.size()) >= o.max_new_tokens) {
+    s.reason = FinishReason::kLength;
+    return true;
+  }
+  return false;
+}
 
-  size_t b = 0;
-  for (size_t r = 0; r < requests.size(); ++r) {
-    for (int32_t s = 0; s < requests[r].num_samples; ++s, ++b) {
-      GeneratedSample sample;
-      sample.ids.assign(gen_ids[b].begin(), gen_ids[b].end());
-      sample.logprobs = std::move(gen_lp[b]);
-      sample.finished = done[b];
-      out[r].push_back(std::move(sample));
+StatusOr<std::vector<FinishedRequest>> Engine::step() {
+  std::vector<FinishedRequest> finished;
+  if (idle()) return finished;
+  torch::NoGradGuard no_grad;
+  const int64_t n_old = static_cast<int64_t>(rows_.size());
+  std::vector<torch::Tensor> parts;
+  if (n_old > 0) parts.push_back(decode_running(n_old));
+  auto fresh = admit();
+  if (fresh.defined()) parts.push_back(fresh);
+  if (parts.empty()) return finished;
+  auto logits = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  const int64_t n = static_cast<int64_t>(rows_.size());
+
+  std::vector<float> uniforms(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const Row& row = rows_[static_cast<size_t>(i)];
+    const Request& req = requests_.at(row.request);
+    const int64_t index = static_cast<int64_t>(req.samples[static_cast<size_t>(row.sample)].ids.size());
+    uniforms[static_cast<size_t>(i)] = static_cast<float>(sampling_uniform(req.seed, row.sample, index));
+  }
+  auto u = torch::tensor(uniforms, torch::kFloat32).to(logits.device());
+  // Rows are sampled together when their requests share sampler settings (the usual case).
+  torch::Tensor tokens = torch::empty({n}, torch::kInt64), lps = torch::empty({n}, torch::kFloat32);
+  std::vector<bool> sampled(static_cast<size_t>(n), false);
+  for (int64_t i = 0; i < n; ++i) {
+    if (sampled[static_cast<size_t>(i)]) continue;
+    const SamplingOptions& o = requests_.at(rows_[static_cast<size_t>(i)].request).sampling;
+    std::vector<int64_t> members;
+    for (int64_t j = i; j < n; ++j) {
+      if (!sampled[static_cast<size_t>(j)] &&
+          same_sampler(requests_.at(rows_[static_cast<size_t>(j)].request).sampling, o)) {
+        members.push_back(j);
+        sampled[static_cast<size_t>(j)] = true;
+      }
+    }
+    torch::Tensor t, lp;
+    if (static_cast<int64_t>(members.size()) == n) {
+      sample_tokens(logits, o, u, &t, &lp);
+      tokens = t.to(torch::kCPU);
+      lps = lp.to(torch::kCPU);
+    } else {
+      auto idx = torch::tensor(members, torch::kInt64);
+      auto didx = idx.to(logits.device());
+      sample_tokens(logits.index_select(0, didx), o, u.index_select(0, didx), &t, &lp);
+      tokens.index_copy_(0, idx, t.to(torch::kCPU));
+      lps.index_copy_(0, idx, lp.to(torch::kCPU));
     }
   }
-  return out;
+  auto tok_acc = tokens.accessor<int64_t, 1>();
+  auto lp_acc = lps.accessor<float, 1>();
+  std::vector<size_t> done_rows;
+  for (int64_t i = 0; i < n; ++i) {
+    if (record(rows_[static_cast<size_t>(i)], tok_acc[i], lp_acc[i])) done_rows.push_back(static_cast<size_t>(i));
+  }
+  // Retire finished rows from the highest index down, filling each hole with the last row.
+  for (auto it = done_rows.rbegin(); it != done_rows.rend(); ++it) {
+    const size_t i = *it;
+    const uint64_t rid = rows_[i].request;
+    const size_t last = rows_.size() - 1;
+    if (i != last) move_row(last, i);
+    rows_.pop_back();
+    Request& req = requests_.at(rid);
+    if (--req.unfinished == 0) {
+      finished.push_back(FinishedRequest{rid, std::move(req.samples)});
+      requests_.erase(rid);
+    }
+  }
+  return finished;
 }
 
 }  // namespace grpo::runtime

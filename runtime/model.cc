@@ -2,7 +2,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
+
+#include "base/log.h"
+#include "runtime/safetensors.h"
 
 namespace grpo::runtime {
 namespace {
@@ -12,8 +17,32 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-torch::nn::Linear linear(int64_t in, int64_t out, bool bias = false) {
+torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+// Blob dtype names <-> LibTorch dtypes.
+bool blob_dtype(const std::string& name, torch::Dtype* out) {
+  if (name == "f32") *out = torch::kFloat32;
+  else if (name == "bf16") *out = torch::kBFloat16;
+  else if (name == "f16") *out = torch::kFloat16;
+  else return false;
+  return true;
+}
+
+bool safetensors_dtype(const std::string& name, torch::Dtype* out) {
+  if (name == "F32") *out = torch::kFloat32;
+  else if (name == "BF16") *out = torch::kBFloat16;
+  else if (name == "F16") *out = torch::kFloat16;
+  else return false;
+  return true;
+}
+
+// A tensor owning a copy of `bytes` (which may be unaligned, e.g. inside a mapped file).
+torch::Tensor copy_bytes(const char* bytes, const std::vector<int64_t>& shape, torch::Dtype dtype) {
+  auto t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  std::memcpy(t.data_ptr(), bytes, static_cast<size_t>(t.numel()) * t.element_size());
+  return t;
 }
 
 }  // namespace
@@ -28,16 +57,16 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& cfg)
-    : n_heads_(cfg.n_heads), n_kv_heads_(cfg.n_kv_heads), head_dim_(cfg.dim / cfg.n_heads) {
-  q_proj = register_module("q_proj", linear(cfg.dim, n_heads_ * head_dim_));
-  k_proj = register_module("k_proj", linear(cfg.dim, n_kv_heads_ * head_dim_));
-  v_proj = register_module("v_proj", linear(cfg.dim, n_kv_heads_ * head_dim_));
-  o_proj = register_module("o_proj", linear(n_heads_ * head_dim_, cfg.dim));
+    : n_heads_(cfg.n_heads), n_kv_heads_(cfg.n_kv_heads), head_dim_(cfg.head_size()) {
+  q_proj = register_module("q_proj", linear(cfg.dim, n_heads_ * head_dim_, cfg.qkv_bias));
+  k_proj = register_module("k_proj", linear(cfg.dim, n_kv_heads_ * head_dim_, cfg.qkv_bias));
+  v_proj = register_module("v_proj", linear(cfg.dim, n_kv_heads_ * head_dim_, cfg.qkv_bias));
+  o_proj = register_module("o_proj", linear(n_heads_ * head_dim_, cfg.dim, cfg.o_bias));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                     const torch::Tensor& sin, const torch::Tensor& bias,
-                                     KVCache* cache, int layer, int64_t start) {
+                                     const torch::Tensor& sin, const AttentionCall& call,
+                                     int layer) {
   const int64_t b = x.size(0), t = x.size(1);
   auto q = q_proj(x).view({b, t, n_heads_, head_dim_}).transpose(1, 2);
   auto k = k_proj(x).view({b, t, n_kv_heads_, head_dim_}).transpose(1, 2);
@@ -46,31 +75,51 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   q = q * c + rotate_half(q) * s;
   k = k * c + rotate_half(k) * s;
   torch::Tensor keys = k, values = v;
-  if (cache) {
-    cache->k[layer].narrow(2, start, t).copy_(k);
-    cache->v[layer].narrow(2, start, t).copy_(v);
-    keys = cache->k[layer].narrow(2, 0, start + t);
-    values = cache->v[layer].narrow(2, 0, start + t);
+  int64_t offset = 0;  // column of this call's first query among the keys
+  if (call.cache != nullptr) {
+    auto& ck = call.cache->k[static_cast<size_t>(layer)];
+    auto& cv = call.cache->v[static_cast<size_t>(layer)];
+    if (call.write_pos.defined()) {
+      auto idx = call.write_pos.view({b, 1, 1, 1}).expand({b, n_kv_heads_, 1, head_dim_});
+      ck.scatter_(2, idx, k);
+      cv.scatter_(2, idx, v);
+      keys = ck.narrow(2, 0, call.read_len);
+      values = cv.narrow(2, 0, call.read_len);
+      offset = call.read_len - 1;
+    } else {
+      ck.narrow(2, call.start, t).copy_(k);
+      cv.narrow(2, call.start, t).copy_(v);
+      keys = ck.narrow(2, 0, call.start + t);
+      values = cv.narrow(2, 0, call.start + t);
+      offset = call.start;
+    }
   }
-  if (n_kv_heads_ != n_heads_) {
-    keys = keys.repeat_interleave(n_heads_ / n_kv_heads_, 1);
-    values = values.repeat_interleave(n_heads_ / n_kv_heads_, 1);
+  // Grouped-query attention without copying keys: the G query heads that share a key/value head
+  // are stacked along the query axis.
+  const int64_t g = n_heads_ / n_kv_heads_, keys_len = keys.size(2);
+  auto qg = q.reshape({b, n_kv_heads_, g * t, head_dim_});
+  auto scores = torch::matmul(qg, keys.transpose(-2, -1))
+                    .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
+                    .view({b, n_heads_, t, keys_len});
+  if (call.bias.defined()) {
+    scores = scores + call.bias;
+  } else if (t > 1) {
+    auto allowed = torch::ones({t, keys_len}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
+                       .tril(offset);
+    scores = scores.masked_fill(allowed.logical_not(), -1e9);
   }
-  auto scores = torch::matmul(q, keys.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));
-  if (bias.defined()) {
-    scores = scores + bias;
-  } else {
-    scores = scores + causal_bias(1, t, torch::Tensor()).to(scores.dtype());
-  }
-  auto probs = torch::softmax(scores, -1);
-  auto out = torch::matmul(probs, values).transpose(1, 2).reshape({b, t, n_heads_ * head_dim_});
+  auto probs = torch::softmax(scores, -1).view({b, n_kv_heads_, g * t, keys_len});
+  auto out = torch::matmul(probs, values)
+                 .view({b, n_heads_, t, head_dim_})
+                 .transpose(1, 2)
+                 .reshape({b, t, n_heads_ * head_dim_});
   return o_proj(out);
 }
 
 MlpImpl::MlpImpl(const ModelConfig& cfg) {
-  gate_proj = register_module("gate_proj", linear(cfg.dim, cfg.ffn_hidden));
-  up_proj = register_module("up_proj", linear(cfg.dim, cfg.ffn_hidden));
-  down_proj = register_module("down_proj", linear(cfg.ffn_hidden, cfg.dim));
+  gate_proj = register_module("gate_proj", linear(cfg.dim, cfg.ffn_hidden, cfg.mlp_bias));
+  up_proj = register_module("up_proj", linear(cfg.dim, cfg.ffn_hidden, cfg.mlp_bias));
+  down_proj = register_module("down_proj", linear(cfg.ffn_hidden, cfg.dim, cfg.mlp_bias));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
@@ -86,9 +135,9 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& cfg) {
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                        const torch::Tensor& sin, const torch::Tensor& bias,
-                                        KVCache* cache, int layer, int64_t start) {
-  auto h = x + self_attn(input_layernorm(x), cos, sin, bias, cache, layer, start);
+                                        const torch::Tensor& sin, const AttentionCall& call,
+                                        int layer) {
+  auto h = x + self_attn(input_layernorm(x), cos, sin, call, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -99,46 +148,87 @@ LlamaBodyImpl::LlamaBodyImpl(const ModelConfig& cfg) {
   norm = register_module("norm", RMSNorm(cfg.dim, cfg.norm_eps));
 }
 
+torch::Tensor rope_inv_freq(const ModelConfig& cfg) {
+  const int64_t hd = cfg.head_size();
+  auto inv = torch::pow(cfg.rope_theta, -torch::arange(0, hd, 2, torch::kFloat64) / static_cast<double>(hd));
+  const RopeScaling& rs = cfg.rope_scaling;
+  if (rs.type == "linear") {
+    inv = inv / rs.factor;
+  } else if (rs.type == "llama3") {
+    const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+    const double low_wavelen = old_len / rs.low_freq_factor;
+    const double high_wavelen = old_len / rs.high_freq_factor;
+    auto wavelen = 2.0 * M_PI / inv;
+    // Long wavelengths are divided by the factor, short ones kept, the band between interpolated.
+    auto scaled = torch::where(wavelen > low_wavelen, inv / rs.factor, inv);
+    auto smooth = (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+    auto smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
+    auto medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    inv = torch::where(medium, smoothed, scaled);
+  }
+  return inv.to(torch::kFloat32);
+}
+
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& cfg) : cfg_(cfg) {
-  GRPO_CHECK_MSG(cfg.dim % cfg.n_heads == 0, "dim must be a multiple of n_heads");
-  GRPO_CHECK_MSG(cfg.n_heads % cfg.n_kv_heads == 0, "n_heads must be a multiple of n_kv_heads");
+  Status valid = validate_model_config(cfg);
+  GRPO_CHECK_MSG(valid.ok(), valid.message().c_str());
   model = register_module("model", LlamaBody(cfg));
-  if (!cfg.tie_embeddings) lm_head = register_module("lm_head", linear(cfg.dim, cfg.vocab_size));
-  int64_t head_dim = cfg.dim / cfg.n_heads;
-  inv_freq_ = torch::pow(cfg.rope_theta,
-                         -torch::arange(0, head_dim, 2, torch::kFloat64) / static_cast<double>(head_dim))
-                  .to(torch::kFloat32);
+  if (!cfg.tie_embeddings) lm_head = register_module("lm_head", linear(cfg.dim, cfg.vocab_size, false));
+  inv_freq_ = rope_inv_freq(cfg);
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
-    if (p.key().find("norm") != std::string::npos) continue;
+    const std::string& name = p.key();
+    if (name.find("norm") != std::string::npos) continue;
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      p.value().zero_();
+      continue;
+    }
     p.value().normal_(0.0, 0.02);
   }
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& tokens,
                                             const torch::Tensor& positions,
-                                            const torch::Tensor& bias, KVCache* cache,
-                                            int64_t start) {
-  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;  // [B,T,hd/2]
+                                            const AttentionCall& call) {
+  return head(hidden(tokens, positions, call));
+}
+
+torch::Tensor LlamaForCausalLMImpl::head(const torch::Tensor& h) {
+  if (lm_head) return lm_head(h);
+  return torch::matmul(h, model->embed_tokens->weight.t());
+}
+
+torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& tokens,
+                                           const torch::Tensor& positions,
+                                           const AttentionCall& call) {
+  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_.to(tokens.device());
   auto emb = torch::cat({freqs, freqs}, -1);
   auto cos = emb.cos(), sin = emb.sin();
   auto h = model->embed_tokens(tokens);
   for (size_t i = 0; i < model->layers->size(); ++i) {
-    h = model->layers[i]->as<DecoderLayer>()->forward(h, cos, sin, bias, cache,
-                                                       static_cast<int>(i), start);
+    h = model->layers[i]->as<DecoderLayer>()->forward(h, cos, sin, call, static_cast<int>(i));
   }
-  h = model->norm(h);
-  if (lm_head) return lm_head(h);
-  return torch::matmul(h, model->embed_tokens->weight.t());
+  return model->norm(h);
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& tokens,
+                                            const torch::Tensor& positions,
+                                            const torch::Tensor& bias, KVCache* cache,
+                                            int64_t start) {
+  AttentionCall call;
+  call.bias = bias;
+  call.cache = cache;
+  call.start = start;
+  return forward(tokens, positions, call);
 }
 
 KVCache LlamaForCausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {
   KVCache c;
   c.capacity = capacity;
-  int64_t head_dim = cfg_.dim / cfg_.n_heads;
+  const auto opts = model->embed_tokens->weight.options().requires_grad(false);
   for (int64_t i = 0; i < cfg_.n_layers; ++i) {
-    c.k.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, head_dim}));
-    c.v.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, head_dim}));
+    c.k.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.head_size()}, opts));
+    c.v.push_back(torch::zeros({batch, cfg_.n_kv_heads, capacity, cfg_.head_size()}, opts));
   }
   return c;
 }
@@ -151,7 +241,7 @@ WeightBlob LlamaForCausalLMImpl::export_weights() const {
   blob.bytes.resize(total);
   uint64_t off = 0;
   for (const auto& p : params) {
-    auto t = p.value().detach().to(torch::kFloat32).contiguous();
+    auto t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
     TensorInfo info;
     info.name = p.key();
     info.shape = t.sizes().vec();
@@ -174,21 +264,103 @@ Status LlamaForCausalLMImpl::import_weights(const WeightBlob& blob) {
     auto it = by_name.find(p.key());
     if (it == by_name.end()) return invalid_argument("weights: missing tensor " + p.key());
     const TensorInfo& info = *it->second;
-    if (info.dtype != "f32") return invalid_argument("weights: " + p.key() + " has dtype " + info.dtype);
+    torch::Dtype dt;
+    if (!blob_dtype(info.dtype, &dt)) return invalid_argument("weights: " + p.key() + " has dtype " + info.dtype);
     if (info.shape != p.value().sizes().vec())
       return invalid_argument("weights: " + p.key() + " has the wrong shape");
-    if (info.nbytes != static_cast<uint64_t>(p.value().numel()) * 4 ||
-        info.offset + info.nbytes > blob.bytes.size())
+    const uint64_t need = static_cast<uint64_t>(p.value().numel()) * torch::elementSize(dt);
+    if (info.nbytes != need || info.offset > blob.bytes.size() ||
+        info.nbytes > blob.bytes.size() - info.offset)
       return invalid_argument("weights: " + p.key() + " points outside the blob");
   }
   torch::NoGradGuard no_grad;
   for (auto& p : params) {
     const TensorInfo& info = *by_name[p.key()];
-    auto src = torch::from_blob(const_cast<char*>(blob.bytes.data() + info.offset), info.shape,
-                                torch::kFloat32);
-    p.value().copy_(src);
+    torch::Dtype dt = torch::kFloat32;
+    blob_dtype(info.dtype, &dt);
+    p.value().copy_(copy_bytes(blob.bytes.data() + info.offset, info.shape, dt));
   }
   return ok_status();
+}
+
+Status LlamaForCausalLMImpl::load_safetensors(const SafetensorsCheckpoint& ck) {
+  auto params = named_parameters();
+  for (const auto& p : params) {
+    auto e = ck.find(p.key());
+    if (e.info == nullptr) return invalid_argument("checkpoint: missing tensor " + p.key());
+    torch::Dtype dt;
+    if (!safetensors_dtype(e.info->dtype, &dt))
+      return invalid_argument(e.file->path() + ": tensor " + p.key() + " has dtype " + e.info->dtype +
+                              " (supported: F32, BF16, F16)");
+    if (e.info->shape != p.value().sizes().vec()) {
+      std::string want, got;
+      for (auto s : p.value().sizes()) want += (want.empty() ? "" : "x") + std::to_string(s);
+      for (auto s : e.info->shape) got += (got.empty() ? "" : "x") + std::to_string(s);
+      return invalid_argument(e.file->path() + ": tensor " + p.key() + " has shape [" + got +
+                              "], the config implies [" + want + "]");
+    }
+  }
+  for (const auto& name : ck.names()) {
+    if (!named_parameters().contains(name) && !(cfg_.tie_embeddings && name == "lm_head.weight"))
+      GRPO_LOG(kDebug) << "checkpoint: ignoring tensor " << name;
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& p : params) {
+    auto e = ck.find(p.key());
+    torch::Dtype dt = torch::kFloat32;
+    safetensors_dtype(e.info->dtype, &dt);
+    p.value().copy_(copy_bytes(e.file->data(*e.info), e.info->shape, dt));
+  }
+  return ok_status();
+}
+
+Status LlamaForCausalLMImpl::save_hf_checkpoint(const std::string& dir, const std::string& dtype,
+                                                uint64_t max_shard_bytes) const {
+  const std::string out_dtype = dtype.empty() ? cfg_.torch_dtype : dtype;
+  torch::Dtype dt;
+  std::string st_name;
+  if (out_dtype == "float32") {
+    dt = torch::kFloat32;
+    st_name = "F32";
+  } else if (out_dtype == "bfloat16") {
+    dt = torch::kBFloat16;
+    st_name = "BF16";
+  } else if (out_dtype == "float16") {
+    dt = torch::kFloat16;
+    st_name = "F16";
+  } else {
+    return invalid_argument("save: unsupported dtype '" + out_dtype + "'");
+  }
+  std::vector<torch::Tensor> keep;
+  std::vector<TensorToWrite> tensors;
+  for (const auto& p : named_parameters()) {
+    keep.push_back(p.value().detach().to(torch::kCPU, dt).contiguous());
+    tensors.push_back(TensorToWrite{p.key(), st_name, keep.back().sizes().vec(), keep.back().data_ptr()});
+  }
+  GRPO_RETURN_IF_ERROR(write_safetensors_checkpoint(dir, tensors, max_shard_bytes));
+  ModelConfig c = cfg_;
+  c.torch_dtype = out_dtype;
+  const std::string path = (std::filesystem::path(dir) / "config.json").string();
+  std::ofstream out(path + ".tmp");
+  out << hf_config_json(c);
+  out.close();
+  if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0)
+    return internal_error(path + ": cannot write");
+  return ok_status();
+}
+
+StatusOr<LlamaForCausalLM> load_hf_model(const std::string& dir) {
+  GRPO_ASSIGN_OR_RETURN(ModelConfig cfg,
+                        load_hf_config((std::filesystem::path(dir) / "config.json").string()));
+  GRPO_ASSIGN_OR_RETURN(auto ck, SafetensorsCheckpoint::open(dir));
+  try {
+    LlamaForCausalLM m(cfg);
+    GRPO_RETURN_IF_ERROR(m->load_safetensors(*ck));
+    m->eval();
+    return m;
+  } catch (const c10::Error& e) {
+    return internal_error(dir + ": " + e.what_without_backtrace());
+  }
 }
 
 torch::Tensor causal_bias(int64_t batch, int64_t len, const torch::Tensor& key_valid) {

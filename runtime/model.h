@@ -1,25 +1,47 @@
-// LlamaForCausalLM in LibTorch: RMSNorm, rotary position embeddings (rotate-half layout), grouped-query
-// attention, SwiGLU MLP, optional tied head. Parameter names follow Hugging Face exactly
-// ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", ..., "lm_head.weight").
+// Decoder-only transformers of the Llama and Qwen2 families in LibTorch: RMSNorm, rotary position
+// embeddings (rotate-half layout, rope_theta, linear and llama3 rope_scaling), grouped-query
+// attention, SwiGLU MLP, optional q/k/v(/o) and MLP biases, tied or untied head. Parameter names
+// follow Hugging Face exactly ("model.embed_tokens.weight",
+// "model.layers.0.self_attn.q_proj.weight", ..., "lm_head.weight"), so safetensors checkpoints load
+// and save by name (load_safetensors / save_hf_checkpoint).
 //
-// Internal to runtime/ (it includes LibTorch); other layers use runtime/policy.h and
-// runtime/trainer.h. A module instance is used by one thread at a time.
+// Weights are held in f32 for compute on CPU; a bf16 checkpoint is widened on load and narrowed
+// again on save, which round-trips bit-exactly. Internal to runtime/ (it includes LibTorch); other
+// layers use runtime/policy.h and runtime/trainer.h. A module instance is used by one thread at a
+// time.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "runtime/model_config.h"
 #include "runtime/weights.h"
-#include "base/status.h"
 
 namespace grpo::runtime {
+
+class SafetensorsCheckpoint;
 
 // Preallocated key/value cache: per layer [batch, kv_heads, capacity, head_dim].
 struct KVCache {
   std::vector<torch::Tensor> k, v;
   int64_t capacity = 0;
+};
+
+// How one forward call attends.
+struct AttentionCall {
+  // Additive mask [B,1,T,S] (S = keys read) or undefined: causal over this call's tokens only.
+  torch::Tensor bias;
+  KVCache* cache = nullptr;
+  // Contiguous mode (write_pos undefined): this call's keys/values are written at [start, start+T)
+  // of every row and attention reads [0, start+T).
+  int64_t start = 0;
+  // Decode mode: int64 [B], T == 1. Row b writes its key/value at column write_pos[b]; attention
+  // reads columns [0, read_len) (bias masks what each row may not see).
+  torch::Tensor write_pos;
+  int64_t read_len = 0;
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -36,11 +58,9 @@ TORCH_MODULE(RMSNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& cfg);
-  // x [B,T,D]; cos/sin [B,T,head_dim]; bias additive [B,1,T,S] (S = keys seen) or undefined.
-  // With a cache, this step's keys/values are written at [start, start+T) and attention reads
-  // [0, start+T).
+  // x [B,T,D]; cos/sin [B,T,head_dim].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& bias, KVCache* cache, int layer, int64_t start);
+                        const AttentionCall& call, int layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -60,7 +80,7 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& cfg);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& bias, KVCache* cache, int layer, int64_t start);
+                        const AttentionCall& call, int layer);
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -76,20 +96,38 @@ class LlamaBodyImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaBody);
 
+// The inverse RoPE frequencies [head_dim/2] (f32) of a config, rope_scaling applied.
+torch::Tensor rope_inv_freq(const ModelConfig& cfg);
+
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
+  // Throws on an invalid config; call validate_model_config() first when it comes from a user.
   explicit LlamaForCausalLMImpl(const ModelConfig& cfg);
 
-  // tokens, positions: int64 [B,T]. bias: additive float mask [B,1,T,S] or undefined (then causal
-  // over this call's tokens only). Returns logits [B,T,V].
+  // tokens, positions: int64 [B,T]. Returns logits [B,T,V].
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const AttentionCall& call);
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
                         const torch::Tensor& bias, KVCache* cache = nullptr, int64_t start = 0);
+  // The final-norm hidden states [B,T,D] (forward() = head(hidden(...))). Prefill uses it to run
+  // the head on the last position only.
+  torch::Tensor hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
+                       const AttentionCall& call);
+  torch::Tensor head(const torch::Tensor& hidden);
   KVCache make_cache(int64_t batch, int64_t capacity) const;
   const ModelConfig& config() const { return cfg_; }
 
   WeightBlob export_weights() const;
-  // Copies tensors by name; every parameter must be present with its shape.
+  // Copies tensors by name; every parameter must be present with its shape. Accepts f32 and bf16.
   Status import_weights(const WeightBlob& blob);
+
+  // Loads every parameter from a Hugging Face checkpoint by name; all or nothing. With a tied head
+  // a stored lm_head.weight is ignored; tensors the model does not have are ignored.
+  Status load_safetensors(const SafetensorsCheckpoint& checkpoint);
+  // Writes config.json and model.safetensors (sharded past max_shard_bytes) into dir, in `dtype`
+  // ("float32" or "bfloat16"; "" = the config's torch_dtype). A tied head is not stored.
+  Status save_hf_checkpoint(const std::string& dir, const std::string& dtype = "",
+                            uint64_t max_shard_bytes = 5ull << 30) const;
 
   LlamaBody model{nullptr};
   torch::nn::Linear lm_head{nullptr};
@@ -99,6 +137,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::Tensor inv_freq_;  // [head_dim/2]
 };
 TORCH_MODULE(LlamaForCausalLM);
+
+// Builds a model from a Hugging Face directory (config.json + safetensors).
+StatusOr<LlamaForCausalLM> load_hf_model(const std::string& dir);
 
 // Additive causal mask for a training batch: [B,1,T,T], -inf above the diagonal and on padded keys
 // (key_valid [B,T] bool, may be undefined).

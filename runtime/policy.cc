@@ -2,12 +2,24 @@
 
 #include "runtime/engine.h"
 #include "runtime/model.h"
+#include "runtime/task.h"
 
 namespace grpo::runtime {
 
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return "length";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kStop: return "stop";
+  }
+  return "?";
+}
+
 struct Policy::Impl {
-  explicit Impl(const ModelConfig& cfg) : model(cfg) {}
+  explicit Impl(LlamaForCausalLM m) : model(std::move(m)), engine(model, EngineOptions()) {}
   LlamaForCausalLM model;
+  Engine engine;
+  std::function<std::string(const std::vector<int32_t>&)> decoder;
 };
 
 Policy::Policy() = default;
@@ -16,23 +28,91 @@ Policy::~Policy() = default;
 std::unique_ptr<Policy> Policy::create(const ModelConfig& config, uint64_t init_seed) {
   torch::manual_seed(init_seed);
   std::unique_ptr<Policy> p(new Policy());
-  p->impl_ = std::make_unique<Impl>(config);
-  p->impl_->model->eval();
+  LlamaForCausalLM model(config);
+  model->eval();
+  p->impl_ = std::make_unique<Impl>(model);
+  return p;
+}
+
+StatusOr<std::unique_ptr<Policy>> Policy::load(const std::string& dir) {
+  GRPO_ASSIGN_OR_RETURN(LlamaForCausalLM model, load_hf_model(dir));
+  std::unique_ptr<Policy> p(new Policy());
+  p->impl_ = std::make_unique<Impl>(model);
   return p;
 }
 
 StatusOr<std::vector<std::vector<GeneratedSample>>> Policy::generate(
     const std::vector<GenerationRequest>& requests, const SamplingOptions& options, uint64_t seed) {
+  std::vector<std::vector<GeneratedSample>> out(requests.size());
+  if (requests.empty()) return out;
+  int64_t total = 0;
+  for (const auto& r : requests) total += std::max(r.num_samples, 1);
+  // A batch call decodes everything together on its own engine (and cache), leaving the
+  // streaming engine's state alone.
+  EngineOptions eo;
+  eo.max_batch = static_cast<int32_t>(total);
+  Engine engine(impl_->model, eo);
+  engine.set_version(impl_->engine.version());
+  engine.set_decoder(impl_->decoder);
   try {
-    return generate_batch(impl_->model, requests, options, seed);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const uint64_t s = requests[i].seed ? *requests[i].seed : mix64(seed + 0x632be59bd9b4e019ull * (i + 1));
+      GRPO_RETURN_IF_ERROR(engine.submit(i, requests[i], options, s));
+    }
+    while (!engine.idle()) {
+      GRPO_ASSIGN_OR_RETURN(auto done, engine.step());
+      for (auto& f : done) out[f.id] = std::move(f.samples);
+    }
+  } catch (const c10::Error& e) {
+    return internal_error(std::string("generate: ") + e.what_without_backtrace());
+  }
+  return out;
+}
+
+Status Policy::submit(uint64_t id, const GenerationRequest& request, const SamplingOptions& options) {
+  const uint64_t s = request.seed ? *request.seed : mix64(id ^ 0x2545f4914f6cdd1dull);
+  return impl_->engine.submit(id, request, options, s);
+}
+
+StatusOr<std::vector<FinishedRequest>> Policy::step() {
+  try {
+    return impl_->engine.step();
   } catch (const c10::Error& e) {
     return internal_error(std::string("generate: ") + e.what_without_backtrace());
   }
 }
 
-Status Policy::load_weights(const WeightBlob& blob) { return impl_->model->import_weights(blob); }
-WeightBlob Policy::export_weights() const { return impl_->model->export_weights(); }
+bool Policy::idle() const { return impl_->engine.idle(); }
+int32_t Policy::running() const { return impl_->engine.running(); }
+int32_t Policy::queued() const { return impl_->engine.queued(); }
+void Policy::set_engine_options(const EngineOptions& options) { impl_->engine.set_options(options); }
+
+void Policy::set_decoder(std::function<std::string(const std::vector<int32_t>&)> decoder) {
+  impl_->decoder = decoder;
+  impl_->engine.set_decoder(std::move(decoder));
+}
+
+Status Policy::load_weights(const WeightBlob& blob) {
+  GRPO_RETURN_IF_ERROR(impl_->model->import_weights(blob));
+  impl_->engine.set_version(blob.version);
+  return ok_status();
+}
+
+WeightBlob Policy::export_weights() const {
+  WeightBlob b = impl_->model->export_weights();
+  b.version = impl_->engine.version();
+  return b;
+}
 const ModelConfig& Policy::config() const { return impl_->model->config(); }
+uint64_t Policy::version() const { return impl_->engine.version(); }
+
+Status Policy::save(const std::string& dir, const std::string& dtype) const {
+  try {
+    return impl_->model->save_hf_checkpoint(dir, dtype);
+  } catch (const c10::Error& e) {
+    return internal_error(std::string("save: ") + e.what_without_backtrace());
+  }
+}
 
 int set_compute_threads(int threads) {
   if (threads > 0) torch::set_num_threads(threads);
