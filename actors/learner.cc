@@ -107,7 +107,7 @@ void train(Self* self, const cluster::TrainBatch& batch) {
   }
   // Flatten groups; advantages are computed per group.
   std::vector<runtime::TrainSample> samples;
-  double reward_sum = 0, acc_sum = 0, len_sum = 0, fmt_sum = 0, stale_sum = 0;
+  double reward_sum = 0, acc_sum = 0, len_sum = 0, fmt_sum = 0, lang_sum = 0, overlong_sum = 0, stale_sum = 0;
   uint64_t stale_max = 0, n = 0;
   std::vector<float> rewards, advantages;
   for (const auto& g : batch.groups) {
@@ -124,6 +124,8 @@ void train(Self* self, const cluster::TrainBatch& batch) {
       reward_sum += g.rewards[i].total;
       acc_sum += g.rewards[i].accuracy;
       fmt_sum += g.rewards[i].format;
+      lang_sum += g.rewards[i].language;
+      overlong_sum += g.rewards[i].length;
       len_sum += static_cast<double>(c.token_ids.size());
       uint64_t v = c.versions.empty() ? s.step : *std::min_element(c.versions.begin(), c.versions.end());
       uint64_t stale = s.step > v ? s.step - v : 0;
@@ -165,7 +167,8 @@ void train(Self* self, const cluster::TrainBatch& batch) {
                 static_cast<unsigned long long>(stale_max), tok_s, stats->skipped ? " | SKIPPED (non-finite)" : "");
   GRPO_LOG(kInfo) << line;
   nlohmann::json rec = {{"step", s.step}, {"reward_mean", reward_sum / dn}, {"accuracy", acc_sum / dn},
-                        {"format", fmt_sum / dn}, {"response_length", len_sum / dn}, {"kl", stats->kl},
+                        {"format", fmt_sum / dn}, {"language", lang_sum / dn}, {"length_reward", overlong_sum / dn},
+                        {"response_length", len_sum / dn}, {"kl", stats->kl},
                         {"loss", stats->loss}, {"entropy", stats->entropy}, {"grad_norm", stats->grad_norm},
                         {"clip_fraction", stats->clip_fraction}, {"ratio_mean", stats->ratio_mean},
                         {"ratio_max", stats->ratio_max}, {"lr", stats->lr}, {"policy_version", s.step},

@@ -56,10 +56,34 @@ const ConfigSchema& run_schema() {
     // [reward]
     s.add({"reward.accuracy_weight", T::kDouble, "1.0", -100, 100, "weight of the accuracy term"});
     s.add({"reward.format_weight", T::kDouble, "0.1", -100, 100, "weight of the R1 format term"});
+    s.add({"reward.kind", T::kString, "\"demo\"", 0, 0,
+           "reward of the task: demo (the addition task: integer in <answer>, strict template), math "
+           "(gold: an answer or a \\boxed{} solution), gsm8k (gold: '#### N' or a number), countdown "
+           "(gold: JSON {\"target\": N, \"nums\": [..]}), code (gold: JSON {\"prompt\", \"test\", "
+           "\"entry_point\"}, run in the bubblewrap sandbox)",
+           {"demo", "math", "gsm8k", "countdown", "code"}});
+    s.add({"reward.language", T::kString, "\"en\"", 0, 0,
+           "ISO 639-1 code of the language the reasoning should be written in (language term)"});
+    s.add({"reward.language_weight", T::kDouble, "0.0", -100, 100,
+           "weight of the language-consistency term (share of reasoning letters in the target script); 0 turns it off"});
+    s.add({"reward.length_weight", T::kDouble, "1.0", -100, 100,
+           "weight of the DAPO overlong term (in [-1, 0]; 0 unless reward.max_length > 0)"});
+    s.add({"reward.max_length", T::kInt, "0", 0, 1 << 24,
+           "Lmax in response tokens of the overlong term; 0 turns it off"});
+    s.add({"reward.cache_length", T::kInt, "0", 0, 1 << 24,
+           "Lcache: responses longer than max_length - cache_length lose up to 1 linearly (0: hard cut at max_length)"});
     // [generator] [verifier] [learner] [broadcaster] [buffer]
     s.add({"generator.replicas", T::kInt, "1", 1, 1024, "generator actors"});
     s.add({"generator.batch_groups", T::kInt, "8", 1, 4096, "prompt groups leased and decoded together"});
     s.add({"verifier.replicas", T::kInt, "1", 1, 1024, "verifier actors"});
+    s.add({"verifier.threads", T::kInt, "1", 1, 64,
+           "scoring threads (and code sandbox slots) of each verifier: samples scored at once"});
+    s.add({"verifier.timeout_seconds", T::kDouble, "10.0", 0.01, 3600,
+           "wall-clock deadline of scoring one sample; past it the sample scores 0 (timeout)"});
+    s.add({"verifier.max_retries", T::kInt, "2", 0, 10,
+           "re-runs of a sample whose scorer failed for infrastructure reasons (sandbox); wrong answers are never retried"});
+    s.add({"verifier.quarantine_after", T::kInt, "2", 1, 100,
+           "timeouts or crashes of one sample (response + gold) after which it scores 0 without running"});
     s.add({"learner.replicas", T::kInt, "1", 1, 1, "learner actors (data parallelism comes with the learner issue)"});
     s.add({"broadcaster.replicas", T::kInt, "1", 1, 1, "broadcaster actors"});
     s.add({"broadcaster.chunk_bytes", T::kInt, "1048576", 1024, 268435456, "weight chunk size"});
@@ -136,10 +160,32 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
                             ": grpo.max_new_tokens: prompt plus response exceed model.max_seq_len");
   r.reward.accuracy = c.get_double("reward.accuracy_weight");
   r.reward.format = c.get_double("reward.format_weight");
+  {
+    auto kind = runtime::parse_reward_kind(c.get_string("reward.kind"));
+    if (!kind.ok()) return invalid_argument(c.origin("reward.kind") + ": reward.kind: " + kind.status().message());
+    r.reward_kind = *kind;
+  }
+  r.reward_config.accuracy_weight = r.reward.accuracy;
+  r.reward_config.format_weight = r.reward.format;
+  r.reward_config.language.target = c.get_string("reward.language");
+  if (!runtime::is_supported_language(r.reward_config.language.target))
+    return invalid_argument(c.origin("reward.language") + ": reward.language: unsupported language '" +
+                            r.reward_config.language.target + "' (supported: " + runtime::supported_languages() + ")");
+  r.reward_config.language_weight = c.get_double("reward.language_weight");
+  r.reward_config.length_weight = c.get_double("reward.length_weight");
+  r.reward_config.overlong.max_length = c.get_int("reward.max_length");
+  r.reward_config.overlong.cache_length = c.get_int("reward.cache_length");
+  if (r.reward_config.overlong.max_length > 0 &&
+      r.reward_config.overlong.cache_length > r.reward_config.overlong.max_length)
+    return invalid_argument(c.origin("reward.cache_length") + ": reward.cache_length: must not exceed reward.max_length");
 
   r.generators = static_cast<int>(c.get_int("generator.replicas"));
   r.generator_batch_groups = static_cast<int>(c.get_int("generator.batch_groups"));
   r.verifiers = static_cast<int>(c.get_int("verifier.replicas"));
+  r.scoring.threads = static_cast<int>(c.get_int("verifier.threads"));
+  r.scoring.timeout_seconds = c.get_double("verifier.timeout_seconds");
+  r.scoring.max_retries = static_cast<int>(c.get_int("verifier.max_retries"));
+  r.scoring.quarantine_after = static_cast<int>(c.get_int("verifier.quarantine_after"));
   r.learners = static_cast<int>(c.get_int("learner.replicas"));
   r.broadcasters = static_cast<int>(c.get_int("broadcaster.replicas"));
   r.chunk_bytes = static_cast<uint32_t>(c.get_int("broadcaster.chunk_bytes"));

@@ -11,6 +11,8 @@
 #include "runtime/model_config.h"
 #include "runtime/recipe.h"
 #include "runtime/reward.h"
+#include "runtime/rewards.h"
+#include "runtime/scoring_service.h"
 #include "runtime/trainer.h"
 
 namespace grpo::actors {
@@ -46,7 +48,13 @@ struct RunSettings {
   int32_t max_new_tokens = 48;
   runtime::GrpoOptions grpo;
   runtime::OptimizerOptions grpo_optimizer;
-  runtime::RewardWeights reward;
+  runtime::RewardWeights reward;  // the demo reward's weights (reward.accuracy_weight, format_weight)
+  // reward.kind and the full reward configuration (weights, language, overlong shaping) used by the
+  // verifier; reward_config's accuracy/format weights equal `reward`.
+  runtime::RewardKind reward_kind = runtime::RewardKind::kDemo;
+  runtime::RewardConfig reward_config;
+  // [verifier] threads, timeout_seconds, max_retries, quarantine_after.
+  runtime::ScoringOptions scoring;
 
   int generators = 1;
   int generator_batch_groups = 8;

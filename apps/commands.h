@@ -17,5 +17,9 @@ struct Command {
 
 Command add_train(CLI::App& app);
 Command add_config_keys(CLI::App& app);
+Command add_generate(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_bench(CLI::App& app);
+Command add_verify(CLI::App& app);
 
 }  // namespace grpo::apps

@@ -12,8 +12,17 @@ int main(int argc, char** argv) {
   std::vector<grpo::apps::Command> commands = {
       grpo::apps::add_train(app),
       grpo::apps::add_config_keys(app),
+      grpo::apps::add_generate(app),
+      grpo::apps::add_tokenize(app),
+      grpo::apps::add_bench(app),
+      grpo::apps::add_verify(app),
   };
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help exits 0; every command-line mistake exits 2 (see apps/commands.h).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   for (auto& c : commands) {
     if (c.sub->parsed()) return c.run();
   }

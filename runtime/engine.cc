@@ -69,7 +69,7 @@ void sample_tokens(const torch::Tensor& logits, const SamplingOptions& options,
 }
 
 Engine::Engine(LlamaForCausalLM model, EngineOptions options)
-    : model_(std::move(model)), options_(options) {}
+    : model_(std::move(model)), options_(options), fast_(model_->fast_decode_available()) {}
 
 void Engine::set_options(const EngineOptions& options) {
   if (!idle()) return;
@@ -129,7 +129,12 @@ Status Engine::ensure_capacity(int64_t need) {
   if (need > cap) return invalid_argument("generate: context of " + std::to_string(need) + " exceeds the cache");
   KVCache fresh = model_->make_cache(options_.max_batch, cap);
   for (size_t l = 0; l < cache_.k.size(); ++l) {
-    fresh.k[l].narrow(2, 0, cache_.capacity).copy_(cache_.k[l]);
+    if (fast_) {
+      const auto b = fresh.k[l].size(0), kv = fresh.k[l].size(1), hd = fresh.k[l].size(3);
+      fresh.k[l].view({b, kv, hd, cap}).narrow(3, 0, cache_.capacity).copy_(cache_.k[l].view({b, kv, hd, cache_.capacity}));
+    } else {
+      fresh.k[l].narrow(2, 0, cache_.capacity).copy_(cache_.k[l]);
+    }
     fresh.v[l].narrow(2, 0, cache_.capacity).copy_(cache_.v[l]);
   }
   cache_ = std::move(fresh);
@@ -137,10 +142,14 @@ Status Engine::ensure_capacity(int64_t need) {
 }
 
 void Engine::move_row(size_t from, size_t to) {
-  const int64_t len = rows_[from].length;
+  const int64_t len = rows_[from].length, f = static_cast<int64_t>(from), t = static_cast<int64_t>(to);
   for (size_t l = 0; l < cache_.k.size(); ++l) {
-    cache_.k[l][static_cast<int64_t>(to)].narrow(1, 0, len).copy_(cache_.k[l][static_cast<int64_t>(from)].narrow(1, 0, len));
-    cache_.v[l][static_cast<int64_t>(to)].narrow(1, 0, len).copy_(cache_.v[l][static_cast<int64_t>(from)].narrow(1, 0, len));
+    if (fast_) {
+      cache_.k[l][t].copy_(cache_.k[l][f]);  // transposed keys: the whole block
+    } else {
+      cache_.k[l][t].narrow(1, 0, len).copy_(cache_.k[l][f].narrow(1, 0, len));
+    }
+    cache_.v[l][t].narrow(1, 0, len).copy_(cache_.v[l][f].narrow(1, 0, len));
   }
   rows_[to] = rows_[from];
 }
@@ -156,20 +165,22 @@ torch::Tensor Engine::decode_running(int64_t n) {
   const auto dev = cache_.k.front().device();
   auto tokens = torch::tensor(tok, torch::kInt64).to(dev).view({n, 1});
   auto positions = torch::tensor(pos, torch::kInt64).to(dev).view({n, 1});
-  KVCache view;
-  view.capacity = cache_.capacity;
-  for (size_t l = 0; l < cache_.k.size(); ++l) {
-    view.k.push_back(cache_.k[l].narrow(0, 0, n));
-    view.v.push_back(cache_.v[l].narrow(0, 0, n));
+  torch::Tensor logits;
+  if (fast_) {
+    logits = model_->decode_step(tokens.view({n}), positions.view({n}), cache_);
+  } else {
+    KVCache view;
+    view.capacity = cache_.capacity;
+    for (size_t l = 0; l < cache_.k.size(); ++l) {
+      view.k.push_back(cache_.k[l].narrow(0, 0, n));
+      view.v.push_back(cache_.v[l].narrow(0, 0, n));
+    }
+    AttentionCall call;
+    call.cache = &view;
+    call.write_pos = positions.view({n});
+    call.read_len = read_len;
+    logits = model_->forward(tokens, positions, call).select(1, 0);
   }
-  AttentionCall call;
-  call.cache = &view;
-  call.write_pos = positions.view({n});
-  call.read_len = read_len;
-  auto cols = torch::arange(read_len, torch::TensorOptions().dtype(torch::kInt64).device(dev)).view({1, read_len});
-  call.bias = torch::zeros({n, 1, 1, read_len}, cache_.k.front().options())
-                  .masked_fill((cols > positions).view({n, 1, 1, read_len}), -1e9);
-  auto logits = model_->forward(tokens, positions, call).select(1, 0);
   for (int64_t i = 0; i < n; ++i) rows_[static_cast<size_t>(i)].length += 1;
   return logits;
 }
@@ -219,7 +230,14 @@ torch::Tensor Engine::admit() {
     const int64_t g = static_cast<int64_t>(r.samples.size());
     const int64_t row0 = static_cast<int64_t>(rows_.size());
     for (size_t l = 0; l < cache_.k.size(); ++l) {
-      cache_.k[l].narrow(0, row0, g).narrow(2, 0, len).copy_(scratch.k[l].narrow(0, i, 1).narrow(2, 0, len));
+      auto keys = scratch.k[l].narrow(0, i, 1).narrow(2, 0, len);  // [1, KV, len, hd]
+      if (fast_) {
+        // Transposed key blocks: [g, KV, hd, capacity] in memory.
+        auto dst = cache_.k[l].narrow(0, row0, g).view({g, cache_.k[l].size(1), cache_.k[l].size(3), cache_.capacity});
+        dst.narrow(3, 0, len).copy_(keys.transpose(2, 3));
+      } else {
+        cache_.k[l].narrow(0, row0, g).narrow(2, 0, len).copy_(keys);
+      }
       cache_.v[l].narrow(0, row0, g).narrow(2, 0, len).copy_(scratch.v[l].narrow(0, i, 1).narrow(2, 0, len));
     }
     for (int64_t s = 0; s < g; ++s) {

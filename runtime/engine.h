@@ -77,6 +77,8 @@ class Engine {
   std::map<uint64_t, Request> requests_;
   std::vector<Row> rows_;
   uint64_t version_ = 0;
+  // Decode on the fused CPU kernels; the cache then holds transposed key blocks.
+  bool fast_ = false;
 };
 
 }  // namespace grpo::runtime

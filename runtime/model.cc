@@ -7,6 +7,7 @@
 #include <map>
 
 #include "base/log.h"
+#include "kernels/cpu/decode_attention.h"
 #include "runtime/safetensors.h"
 
 namespace grpo::runtime {
@@ -101,7 +102,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto scores = torch::matmul(qg, keys.transpose(-2, -1))
                     .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
                     .view({b, n_heads_, t, keys_len});
-  if (call.bias.defined()) {
+  if (call.write_pos.defined()) {
+    // Decode mode: row b sees columns [0, write_pos[b]].
+    auto cols = torch::arange(keys_len, torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+    auto hidden = (cols.view({1, keys_len}) > call.write_pos.view({b, 1})).view({b, 1, 1, keys_len});
+    scores = scores.masked_fill(hidden, -1e9);
+  } else if (call.bias.defined()) {
     scores = scores + call.bias;
   } else if (t > 1) {
     auto allowed = torch::ones({t, keys_len}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
@@ -220,6 +226,83 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& tokens,
   call.cache = cache;
   call.start = start;
   return forward(tokens, positions, call);
+}
+
+bool LlamaForCausalLMImpl::fast_decode_available() const {
+  const auto& w = model->embed_tokens->weight;
+  return w.device().is_cpu() && w.scalar_type() == torch::kFloat32;
+}
+
+const LlamaForCausalLMImpl::Fused& LlamaForCausalLMImpl::fused() {
+  uint64_t sum = 0;
+  for (const auto& p : parameters()) sum += static_cast<uint64_t>(p._version()) + 1;
+  if (sum == fused_.version_sum) return fused_;
+  torch::NoGradGuard no_grad;
+  Fused f;
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto layer = model->layers[i]->as<DecoderLayer>();
+    auto& a = layer->self_attn;
+    f.qkv_w.push_back(torch::cat({a->q_proj->weight, a->k_proj->weight, a->v_proj->weight}, 0).contiguous());
+    f.qkv_b.push_back(cfg_.qkv_bias ? torch::cat({a->q_proj->bias, a->k_proj->bias, a->v_proj->bias}, 0)
+                                    : torch::Tensor());
+    auto& m = layer->mlp;
+    f.gate_up_w.push_back(torch::cat({m->gate_proj->weight, m->up_proj->weight}, 0).contiguous());
+    f.gate_up_b.push_back(cfg_.mlp_bias ? torch::cat({m->gate_proj->bias, m->up_proj->bias}, 0)
+                                        : torch::Tensor());
+  }
+  f.version_sum = sum;
+  fused_ = std::move(f);
+  return fused_;
+}
+
+torch::Tensor LlamaForCausalLMImpl::decode_step(const torch::Tensor& tokens,
+                                                const torch::Tensor& positions, KVCache& cache) {
+  torch::NoGradGuard no_grad;
+  const Fused& f = fused();
+  const int64_t n = tokens.size(0), dim = cfg_.dim, hd = cfg_.head_size();
+  const int64_t heads = cfg_.n_heads, kv_heads = cfg_.n_kv_heads;
+  auto pos = positions.to(torch::kInt64).contiguous();
+  auto freqs = pos.to(torch::kFloat32).unsqueeze(1) * inv_freq_;  // [n, hd/2]
+  auto cos = freqs.cos().contiguous(), sin = freqs.sin().contiguous();
+  auto h = model->embed_tokens->weight.index_select(0, tokens).contiguous();  // [n, D]
+  auto x = torch::empty_like(h);
+  auto attn = torch::empty({n, heads * hd}, h.options());
+  auto act = torch::empty({n, cfg_.ffn_hidden}, h.options());
+  const float eps = static_cast<float>(cfg_.norm_eps);
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto layer = model->layers[i]->as<DecoderLayer>();
+    kernels::rms_norm(h.data_ptr<float>(), layer->input_layernorm->weight.data_ptr<float>(), n, dim, eps,
+                      x.data_ptr<float>());
+    auto qkv = torch::linear(x, f.qkv_w[i], f.qkv_b[i]).contiguous();
+    auto& ck = cache.k[i];
+    auto& cv = cache.v[i];
+    GRPO_CHECK(ck.is_contiguous() && cv.is_contiguous() && ck.size(0) >= n);
+    kernels::RopeDecodeArgs args;
+    args.qkv = qkv.data_ptr<float>();
+    args.cos = cos.data_ptr<float>();
+    args.sin = sin.data_ptr<float>();
+    args.k_cache = ck.data_ptr<float>();
+    args.v_cache = cv.data_ptr<float>();
+    args.row_stride = ck.stride(0);
+    args.head_stride = ck.stride(1);
+    args.capacity = ck.size(2);
+    args.positions = pos.data_ptr<int64_t>();
+    args.rows = n;
+    args.heads = heads;
+    args.kv_heads = kv_heads;
+    args.head_dim = hd;
+    args.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+    args.out = attn.data_ptr<float>();
+    kernels::rope_decode_attention(args);
+    h.add_(layer->self_attn->o_proj(attn));
+    kernels::rms_norm(h.data_ptr<float>(), layer->post_attention_layernorm->weight.data_ptr<float>(), n, dim,
+                      eps, x.data_ptr<float>());
+    auto gu = torch::linear(x, f.gate_up_w[i], f.gate_up_b[i]).contiguous();
+    kernels::swiglu(gu.data_ptr<float>(), n, cfg_.ffn_hidden, act.data_ptr<float>());
+    h.add_(layer->mlp->down_proj(act));
+  }
+  kernels::rms_norm(h.data_ptr<float>(), model->norm->weight.data_ptr<float>(), n, dim, eps, x.data_ptr<float>());
+  return head(x);
 }
 
 KVCache LlamaForCausalLMImpl::make_cache(int64_t batch, int64_t capacity) const {
@@ -361,6 +444,16 @@ StatusOr<LlamaForCausalLM> load_hf_model(const std::string& dir) {
   } catch (const c10::Error& e) {
     return internal_error(dir + ": " + e.what_without_backtrace());
   }
+}
+
+torch::Tensor to_decode_layout(const torch::Tensor& keys) {
+  return keys.transpose(-1, -2).contiguous().view(keys.sizes());
+}
+
+torch::Tensor from_decode_layout(const torch::Tensor& keys) {
+  auto s = keys.sizes().vec();
+  std::swap(s[s.size() - 1], s[s.size() - 2]);
+  return keys.view(s).transpose(-1, -2);
 }
 
 torch::Tensor causal_bias(int64_t batch, int64_t len, const torch::Tensor& key_valid) {

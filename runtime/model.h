@@ -38,8 +38,9 @@ struct AttentionCall {
   // Contiguous mode (write_pos undefined): this call's keys/values are written at [start, start+T)
   // of every row and attention reads [0, start+T).
   int64_t start = 0;
-  // Decode mode: int64 [B], T == 1. Row b writes its key/value at column write_pos[b]; attention
-  // reads columns [0, read_len) (bias masks what each row may not see).
+  // Decode mode: int64 [B], T == 1. Row b writes its key/value at column write_pos[b] and attends
+  // to columns [0, write_pos[b]] (bias is not used). read_len bounds the columns any row reads
+  // (max write_pos + 1). (LlamaForCausalLMImpl::decode_step is the fused CPU version.)
   torch::Tensor write_pos;
   int64_t read_len = 0;
 };
@@ -117,6 +118,15 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   KVCache make_cache(int64_t batch, int64_t capacity) const;
   const ModelConfig& config() const { return cfg_; }
 
+  // One decode step on the fused CPU kernels (kernels/cpu/decode_attention.h): tokens and
+  // positions int64 [n]; row b (of cache rows [0, n)) writes its key/value at column positions[b]
+  // and attends to [0, positions[b]]. Returns logits [n, V]. Same result as forward() in decode
+  // mode; available when fast_decode_available() (CPU, f32). No autograd. The cache tensors keep
+  // their shape [batch, kv_heads, capacity, head_dim], but cache.k holds each (row, head) block's
+  // keys TRANSPOSED in memory ([head_dim, capacity]); see to_decode_layout().
+  bool fast_decode_available() const;
+  torch::Tensor decode_step(const torch::Tensor& tokens, const torch::Tensor& positions, KVCache& cache);
+
   WeightBlob export_weights() const;
   // Copies tensors by name; every parameter must be present with its shape. Accepts f32 and bf16.
   Status import_weights(const WeightBlob& blob);
@@ -133,10 +143,24 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};
 
  private:
+  // Concatenated q|k|v and gate|up weights for decode_step, rebuilt whenever any parameter changed
+  // (tracked through the tensors' in-place version counters).
+  struct Fused {
+    std::vector<torch::Tensor> qkv_w, qkv_b, gate_up_w, gate_up_b;
+    uint64_t version_sum = ~0ull;
+  };
+  const Fused& fused();
+
   ModelConfig cfg_;
   torch::Tensor inv_freq_;  // [head_dim/2]
+  Fused fused_;
 };
 TORCH_MODULE(LlamaForCausalLM);
+
+// Key block of a standard-layout cache [B, KV, S, hd] (or a slice of one) in the transposed memory
+// order decode_step expects, as a tensor of the same shape; and back.
+torch::Tensor to_decode_layout(const torch::Tensor& keys);
+torch::Tensor from_decode_layout(const torch::Tensor& keys);
 
 // Builds a model from a Hugging Face directory (config.json + safetensors).
 StatusOr<LlamaForCausalLM> load_hf_model(const std::string& dir);

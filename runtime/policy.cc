@@ -1,5 +1,7 @@
 #include "runtime/policy.h"
 
+#include <dlfcn.h>
+
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/task.h"
@@ -112,6 +114,14 @@ Status Policy::save(const std::string& dir, const std::string& dtype) const {
   } catch (const c10::Error& e) {
     return internal_error(std::string("save: ") + e.what_without_backtrace());
   }
+}
+
+bool set_blas_threads(int threads) {
+  using SetThreads = void (*)(int);
+  auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (fn == nullptr || threads < 1) return false;
+  fn(threads);
+  return true;
 }
 
 int set_compute_threads(int threads) {

@@ -109,5 +109,9 @@ class Policy {
 
 // Sets LibTorch's intra-op thread count for the process; returns the count now in effect.
 int set_compute_threads(int threads);
+// Sets the BLAS library's own thread count when it exposes one (OpenBLAS); returns false when it
+// does not. Decoding small models is fastest with one BLAS thread beside LibTorch's threads: two
+// pools spinning on two cores starve each other.
+bool set_blas_threads(int threads);
 
 }  // namespace grpo::runtime
