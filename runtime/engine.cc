@@ -5,6 +5,7 @@
 #include <limits>
 #include <tuple>
 
+#include "kernels/cpu/decode_attention.h"
 #include "runtime/task.h"
 
 namespace grpo::runtime {
@@ -38,8 +39,19 @@ void sample_tokens(const torch::Tensor& logits, const SamplingOptions& options,
     *logprobs = torch::log_softmax(lf, -1).gather(-1, tokens->unsqueeze(-1)).squeeze(-1);
     return;
   }
+  const int64_t vocab = lf.size(-1);
+  if (options.top_k == 0 && options.top_p >= 1.0 && lf.device().is_cpu()) {
+    // Temperature and min-p only: one fused pass per row on CPU.
+    auto l = lf.contiguous();
+    auto u = uniforms.to(torch::kFloat32).contiguous();
+    *tokens = torch::empty({l.size(0)}, torch::kInt64);
+    *logprobs = torch::empty({l.size(0)}, torch::kFloat32);
+    kernels::sample_rows(l.data_ptr<float>(), l.size(0), vocab, static_cast<float>(options.temperature),
+                         static_cast<float>(options.min_p), u.data_ptr<float>(), tokens->data_ptr<int64_t>(),
+                         logprobs->data_ptr<float>());
+    return;
+  }
   auto scaled = options.temperature == 1.0 ? lf : lf / options.temperature;
-  const int64_t vocab = scaled.size(-1);
   if (options.top_k > 0 && options.top_k < vocab) {
     auto kth = std::get<0>(scaled.topk(options.top_k, -1)).narrow(-1, options.top_k - 1, 1);
     scaled = scaled.masked_fill(scaled < kth, kNegInf);

@@ -11,7 +11,7 @@ namespace {
 
 // exp(x) for x in [-87, 88]: 2^n * 2^f with f in [-0.5, 0.5], 2^f by its degree-7 Taylor polynomial
 // (relative error below 1e-8, under float rounding). Branch-free, so loops over it vectorize.
-inline float exp_approx(float x) {
+__attribute__((always_inline)) inline float exp_approx(float x) {
   x = std::min(std::max(x, -87.0f), 88.0f);
   const float t = x * 1.44269504088896341f;
   // Round to nearest by truncating t +- 0.5 (a conversion, so it survives reassociation and
@@ -32,9 +32,73 @@ inline float exp_approx(float x) {
   return p * scale;
 }
 
+// Eight floats at a time with GCC's generic vector extensions (lowered to SSE or AVX by the clone
+// being compiled): the exponential and the maximum, which the auto-vectorizer leaves scalar.
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+
+__attribute__((always_inline)) inline V8f load8(const float* p) {
+  V8f v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+__attribute__((always_inline)) inline void store8(float* p, V8f v) { std::memcpy(p, &v, sizeof(v)); }
+
+__attribute__((always_inline)) inline V8f exp8(V8f x) {
+  const V8f lo = V8f{} - 87.0f, hi = V8f{} + 88.0f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const V8f t = x * 1.44269504088896341f;
+  const V8f half = t >= 0.f ? V8f{} + 0.5f : V8f{} - 0.5f;
+  const V8i ni = __builtin_convertvector(t + half, V8i);
+  const V8f f = (t - __builtin_convertvector(ni, V8f)) * 0.693147180559945309f;
+  V8f p = V8f{} + 1.0f / 5040.0f;
+  p = p * f + 1.0f / 720.0f;
+  p = p * f + 1.0f / 120.0f;
+  p = p * f + 1.0f / 24.0f;
+  p = p * f + 1.0f / 6.0f;
+  p = p * f + 0.5f;
+  p = p * f + 1.0f;
+  p = p * f + 1.0f;
+  const V8i bits = (ni + 127) << 23;
+  V8f scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+// In place: sc[0, len) <- exp(sc - max(sc)); returns the sum.
+__attribute__((always_inline)) inline float softmax_numerators(float* __restrict sc, int64_t len) {
+  float mx = sc[0];
+  int64_t s = 0;
+  if (len >= 8) {
+    V8f m = load8(sc);
+    for (s = 8; s + 8 <= len; s += 8) {
+      const V8f v = load8(sc + s);
+      m = v > m ? v : m;
+    }
+    for (int i = 0; i < 8; ++i) mx = std::max(mx, m[i]);
+  }
+  for (; s < len; ++s) mx = std::max(mx, sc[s]);
+  V8f acc = V8f{};
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    const V8f e = exp8(load8(sc + i) - mx);
+    store8(sc + i, e);
+    acc += e;
+  }
+  float total = 0.f;
+  for (int k = 0; k < 8; ++k) total += acc[k];
+  for (; i < len; ++i) {
+    sc[i] = exp_approx(sc[i] - mx);
+    total += sc[i];
+  }
+  return total;
+}
+
 // AVX2/FMA machines run a clone of the hot loops built for them; others the baseline x86-64 one.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define GRPO_KERNEL_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define GRPO_KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define GRPO_KERNEL_CLONES
 #endif
@@ -53,13 +117,25 @@ GRPO_KERNEL_CLONES void attend_group(const float* __restrict q, int64_t group, i
       const float* __restrict kd = kt + d * capacity;
       for (int64_t s = 0; s < len; ++s) sc[s] += qd * kd[s];
     }
-    float mx = sc[0];
-    for (int64_t s = 1; s < len; ++s) mx = sc[s] > mx ? sc[s] : mx;
-    for (int64_t s = 0; s < len; ++s) sc[s] = exp_approx(sc[s] - mx);
-    float total = 0.f;
-    for (int64_t s = 0; s < len; ++s) total += sc[s];
-    const float inv = 1.f / total;
+    const float inv = 1.f / softmax_numerators(sc, len);
     for (int64_t s = 0; s < len; ++s) sc[s] *= inv;
+  }
+  if (hd % 8 == 0) {
+    // Eight output dimensions at a time, accumulated in registers (two chains to hide latency).
+    for (int64_t g = 0; g < group; ++g) {
+      const float* __restrict p = scores + g * len;
+      for (int64_t d0 = 0; d0 < hd; d0 += 8) {
+        V8f a0 = V8f{}, a1 = V8f{};
+        int64_t s = 0;
+        for (; s + 2 <= len; s += 2) {
+          a0 += p[s] * load8(v + s * hd + d0);
+          a1 += p[s + 1] * load8(v + (s + 1) * hd + d0);
+        }
+        if (s < len) a0 += p[s] * load8(v + s * hd + d0);
+        store8(out + g * hd + d0, a0 + a1);
+      }
+    }
+    return;
   }
   for (int64_t i = 0; i < group * hd; ++i) out[i] = 0.f;
   for (int64_t s = 0; s < len; ++s) {
@@ -143,6 +219,60 @@ void rope_decode_attention(const RopeDecodeArgs& a) {
                    a.v_cache + base, a.positions[r] + 1, a.scale, scores.data(),
                    a.out + (r * a.heads + kvh * group) * hd);
     }
+  }
+}
+
+namespace {
+
+GRPO_KERNEL_CLONES void sample_row(const float* __restrict l, int64_t vocab, float inv_t, float log_min_p,
+                                   float u, float* __restrict z, int64_t* token, float* logprob) {
+  float mx = l[0];
+  for (int64_t i = 1; i < vocab; ++i) mx = std::max(mx, l[i]);
+  // z = scaled logit relative to the top token; excluded tokens get -inf weight below.
+  int64_t i = 0;
+  V8f acc = V8f{};
+  for (; i + 8 <= vocab; i += 8) {
+    const V8f zi = (load8(l + i) - mx) * inv_t;
+    store8(z + i, zi);
+    V8f e = exp8(zi);
+    e = zi >= log_min_p ? e : V8f{};
+    acc += e;
+  }
+  float total = 0.f;
+  for (int k = 0; k < 8; ++k) total += acc[k];
+  for (; i < vocab; ++i) {
+    z[i] = (l[i] - mx) * inv_t;
+    if (z[i] >= log_min_p) total += exp_approx(z[i]);
+  }
+  const float target = u * total;
+  float cum = 0.f;
+  int64_t pick = -1, last_kept = 0;
+  for (int64_t j = 0; j < vocab; ++j) {
+    if (z[j] < log_min_p) continue;
+    last_kept = j;
+    cum += exp_approx(z[j]);
+    if (cum > target) {
+      pick = j;
+      break;
+    }
+  }
+  if (pick < 0) pick = last_kept;
+  *token = pick;
+  *logprob = z[pick] - std::log(total);
+}
+
+}  // namespace
+
+void sample_rows(const float* logits, int64_t rows, int64_t vocab, float temperature, float min_p,
+                 const float* uniforms, int64_t* tokens, float* logprobs) {
+  const float inv_t = 1.f / temperature;
+  const float log_min_p = min_p > 0.f ? std::log(min_p) : -INFINITY;
+#pragma omp parallel if (rows * vocab > 65536)
+  {
+    std::vector<float> z(static_cast<size_t>(vocab));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      sample_row(logits + r * vocab, vocab, inv_t, log_min_p, uniforms[r], z.data(), tokens + r, logprobs + r);
   }
 }
 

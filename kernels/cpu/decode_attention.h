@@ -4,6 +4,7 @@
 //
 //   rms_norm:               out = x * rsqrt(mean(x^2) + eps) * w, per row.
 //   swiglu:                 out = silu(gate) * up, from the fused [gate | up] projection.
+//   sample_rows:            temperature / min-p sampling by CDF inversion, one pass per row.
 //   rope_decode_attention:  applies rotary embeddings (rotate-half layout) to the q and k parts of
 //                           the fused [q | k | v] projection, stores k and v in the KV cache at each
 //                           row's position, and attends: row b, query head h reads key/value head
@@ -41,5 +42,12 @@ struct RopeDecodeArgs {
   float* out = nullptr;           // [rows, heads * head_dim]
 };
 void rope_decode_attention(const RopeDecodeArgs& args);
+
+// Temperature (and min-p) sampling of one token per row of logits [rows, vocab]: the token is
+// the first whose cumulative probability under softmax(logits / temperature), restricted to
+// tokens with p >= min_p * p_max (min_p = 0: all), exceeds uniforms[row] * total; logprobs[row]
+// is its log-probability under that restricted, renormalised distribution. temperature > 0.
+void sample_rows(const float* logits, int64_t rows, int64_t vocab, float temperature, float min_p,
+                 const float* uniforms, int64_t* tokens, float* logprobs);
 
 }  // namespace grpo::kernels
