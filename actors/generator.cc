@@ -164,6 +164,12 @@ caf::behavior generator_actor(Self* self, RoleContext ctx, int id) {
   s.ctx = std::move(ctx);
   s.id = id;
   s.policy = runtime::Policy::create(s.ctx.settings.model, s.ctx.settings.seed);
+  if (Status st = s.policy->to_device(s.ctx.settings.generator_device); !st.ok()) {
+    // settings_from_config checked the device; a failure here is the machine's, not the config's.
+    GRPO_LOG(kError) << "generator " << id << ": " << st;
+    self->quit();
+    return {};
+  }
   if (!open_endpoint(self, s.ctx, "generator", id, &s.mailbox, &s.peers)) {
     self->quit();
     return {};

@@ -75,6 +75,7 @@ const ConfigSchema& run_schema() {
     // [generator] [verifier] [learner] [broadcaster] [buffer]
     s.add({"generator.replicas", T::kInt, "1", 1, 1024, "generator actors"});
     s.add({"generator.batch_groups", T::kInt, "8", 1, 4096, "prompt groups leased and decoded together"});
+    s.add({"generator.device", T::kString, "\"cpu\"", 0, 0, "device the generators decode on: cpu, cuda or cuda:N"});
     s.add({"verifier.replicas", T::kInt, "1", 1, 1024, "verifier actors"});
     s.add({"verifier.threads", T::kInt, "1", 1, 64,
            "scoring threads (and code sandbox slots) of each verifier: samples scored at once"});
@@ -181,6 +182,9 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
 
   r.generators = static_cast<int>(c.get_int("generator.replicas"));
   r.generator_batch_groups = static_cast<int>(c.get_int("generator.batch_groups"));
+  r.generator_device = c.get_string("generator.device");
+  if (Status st = runtime::check_device(r.generator_device); !st.ok())
+    return invalid_argument(c.origin("generator.device") + ": generator.device: " + st.message());
   r.verifiers = static_cast<int>(c.get_int("verifier.replicas"));
   r.scoring.threads = static_cast<int>(c.get_int("verifier.threads"));
   r.scoring.timeout_seconds = c.get_double("verifier.timeout_seconds");

@@ -10,6 +10,7 @@
 #include "base/config.h"
 #include "runtime/model_config.h"
 #include "runtime/recipe.h"
+#include "runtime/policy.h"
 #include "runtime/reward.h"
 #include "runtime/rewards.h"
 #include "runtime/scoring_service.h"
@@ -58,6 +59,7 @@ struct RunSettings {
 
   int generators = 1;
   int generator_batch_groups = 8;
+  std::string generator_device = "cpu";
   int verifiers = 1;
   int learners = 1;
   int broadcasters = 1;

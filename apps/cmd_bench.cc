@@ -17,7 +17,7 @@ namespace grpo::apps {
 namespace {
 
 struct BenchArgs {
-  std::string model, batches = "1,8,64";
+  std::string model, batches = "1,8,64", device = "cpu";
   int new_tokens = 200, repeats = 1, threads = 0;
   bool json = false, no_baseline = false;
 };
@@ -37,6 +37,7 @@ int run_bench_generate(const BenchArgs& a) {
   o.new_tokens = a.new_tokens;
   o.repeats = a.repeats;
   o.baseline = !a.no_baseline;
+  o.device = a.device;
   auto rows = runtime::bench_generate(o);
   if (!rows.ok()) {
     std::fprintf(stderr, "error: %s\n", rows.status().message().c_str());
@@ -73,6 +74,7 @@ Command add_bench(CLI::App& app) {
   gen->add_option("--new-tokens", a->new_tokens, "tokens decoded per sequence")->check(CLI::Range(1, 100000));
   gen->add_option("--repeats", a->repeats, "best of R runs")->check(CLI::Range(1, 100));
   gen->add_option("--threads", a->threads, "compute threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  gen->add_option("--device", a->device, "cpu, cuda or cuda:N (default cpu)");
   gen->add_flag("--no-baseline", a->no_baseline, "measure the engine only");
   gen->add_flag("--json", a->json, "print JSON");
   c.run = [a, gen]() { return gen->parsed() ? run_bench_generate(*a) : 2; };

@@ -29,6 +29,7 @@ struct GenerateArgs {
   int samples = 1;
   int threads = 0;
   std::vector<std::string> stop;
+  std::string device = "cpu";
   bool json = false, no_bos = false, ignore_eos = false;
 };
 
@@ -43,6 +44,7 @@ int run_generate(const GenerateArgs& a) {
   auto policy = runtime::Policy::load(a.model);
   if (policy.ok() && (*policy)->config().dim < 1024) runtime::set_blas_threads(1);
   if (!policy.ok()) return fail(policy.status().message(), 2);
+  if (Status st = (*policy)->to_device(a.device); !st.ok()) return fail("--device: " + st.message(), 2);
   std::unique_ptr<runtime::TextTokenizer> tok;
   const std::string tok_path = a.tokenizer.empty() ? a.model : a.tokenizer;
   auto loaded = runtime::load_text_tokenizer(tok_path);
@@ -143,6 +145,7 @@ Command add_generate(CLI::App& app) {
   c.sub->add_option("--seed", a->seed, "sampling seed");
   c.sub->add_option("--samples", a->samples, "completions of the prompt")->check(CLI::Range(1, 4096));
   c.sub->add_option("--threads", a->threads, "compute threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  c.sub->add_option("--device", a->device, "cpu, cuda or cuda:N (default cpu)");
   c.sub->add_flag("--no-bos", a->no_bos, "do not prepend BOS to --prompt");
   c.sub->add_flag("--ignore-eos", a->ignore_eos, "decode until --max-tokens");
   c.sub->add_flag("--json", a->json, "print one JSON object");

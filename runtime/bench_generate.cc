@@ -1,12 +1,11 @@
 #include "runtime/bench_generate.h"
 
 #include <algorithm>
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <chrono>
 
 #include "runtime/engine.h"
 #include "runtime/model.h"
+#include "runtime/policy.h"
 
 namespace grpo::runtime {
 namespace {
@@ -31,17 +30,19 @@ ModelConfig stories_shape() {
 // The baseline: every step runs the model over the whole sequence so far.
 double run_baseline(LlamaForCausalLM& model, int32_t batch, const GenerateBenchOptions& o) {
   torch::NoGradGuard ng;
-  auto gen = at::detail::createCPUGenerator(1234);
+  torch::manual_seed(1234);
+  const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(model->model->embed_tokens->weight.device());
   auto t0 = std::chrono::steady_clock::now();
-  auto seq = torch::full({batch, 1}, static_cast<int64_t>(o.bos_id), torch::kInt64);
+  auto seq = torch::full({batch, 1}, static_cast<int64_t>(o.bos_id), opts);
   for (int32_t i = 0; i < o.new_tokens; ++i) {
     const int64_t len = seq.size(1);
-    auto pos = torch::arange(len, torch::kInt64).unsqueeze(0).expand({batch, len});
+    auto pos = torch::arange(len, opts).unsqueeze(0).expand({batch, len});
     auto logits = model->forward(seq, pos, torch::Tensor()).select(1, len - 1);
     auto probs = torch::softmax(logits / o.temperature, -1);
-    auto next = torch::multinomial(probs, 1, false, gen);
+    auto next = torch::multinomial(probs, 1, false);
     seq = torch::cat({seq, next}, 1);
   }
+  (void)seq.to(torch::kCPU);  // wait for the device
   return seconds_since(t0);
 }
 
@@ -77,6 +78,11 @@ StatusOr<std::vector<GenerateBenchRow>> bench_generate(const GenerateBenchOption
       model->eval();
     } else {
       GRPO_ASSIGN_OR_RETURN(model, load_hf_model(o.model_dir));
+    }
+    {
+      Status st = check_device(o.device);
+      if (!st.ok()) return invalid_argument("bench: " + st.message());
+      model->to(torch::Device(o.device));
     }
     if (o.bos_id < 0 || o.bos_id >= model->config().vocab_size) return invalid_argument("bench: bos id outside the vocabulary");
     if (1 + o.new_tokens > model->config().max_seq_len)

@@ -21,6 +21,7 @@ struct GenerateBenchOptions {
   double temperature = 0.8;
   int32_t repeats = 1;               // best of this many runs per measurement
   bool baseline = true;              // false: the engine alone (baseline_tokens_per_s stays 0)
+  std::string device = "cpu";        // cpu, cuda or cuda:N
 };
 
 struct GenerateBenchRow {

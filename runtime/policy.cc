@@ -21,6 +21,7 @@ struct Policy::Impl {
   explicit Impl(LlamaForCausalLM m) : model(std::move(m)), engine(model, EngineOptions()) {}
   LlamaForCausalLM model;
   Engine engine;
+  EngineOptions options;
   std::function<std::string(const std::vector<int32_t>&)> decoder;
 };
 
@@ -87,7 +88,11 @@ StatusOr<std::vector<FinishedRequest>> Policy::step() {
 bool Policy::idle() const { return impl_->engine.idle(); }
 int32_t Policy::running() const { return impl_->engine.running(); }
 int32_t Policy::queued() const { return impl_->engine.queued(); }
-void Policy::set_engine_options(const EngineOptions& options) { impl_->engine.set_options(options); }
+void Policy::set_engine_options(const EngineOptions& options) {
+  if (!impl_->engine.idle()) return;
+  impl_->options = options;
+  impl_->engine.set_options(options);
+}
 
 void Policy::set_decoder(std::function<std::string(const std::vector<int32_t>&)> decoder) {
   impl_->decoder = decoder;
@@ -123,6 +128,48 @@ bool set_blas_threads(int threads) {
   fn(threads);
   return true;
 }
+
+namespace {
+
+StatusOr<torch::Device> parse_device(const std::string& name) {
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  int index = 0;
+  if (name == "cuda") {
+    index = 0;
+  } else if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() < 9 &&
+             name.find_first_not_of("0123456789", 5) == std::string::npos) {
+    index = std::stoi(name.substr(5));
+  } else {
+    return invalid_argument("device '" + name + "': expected cpu, cuda or cuda:N");
+  }
+  if (!torch::cuda::is_available())
+    return invalid_argument("device '" + name + "': no CUDA device is available to this LibTorch build");
+  if (index >= static_cast<int>(torch::cuda::device_count()))
+    return invalid_argument("device '" + name + "': only " + std::to_string(torch::cuda::device_count()) +
+                            " CUDA device(s)");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+}  // namespace
+
+Status check_device(const std::string& device) { return parse_device(device).status(); }
+
+Status Policy::to_device(const std::string& device) {
+  GRPO_ASSIGN_OR_RETURN(torch::Device d, parse_device(device));
+  if (!impl_->engine.idle()) return failed_precondition("to_device: requests are running");
+  try {
+    impl_->model->to(d);
+  } catch (const c10::Error& e) {
+    return internal_error("to_device: " + std::string(e.what_without_backtrace()));
+  }
+  const uint64_t version = impl_->engine.version();
+  impl_->engine = Engine(impl_->model, impl_->options);
+  impl_->engine.set_version(version);
+  impl_->engine.set_decoder(impl_->decoder);
+  return ok_status();
+}
+
+std::string Policy::device() const { return impl_->model->model->embed_tokens->weight.device().str(); }
 
 int set_compute_threads(int threads) {
   if (threads > 0) torch::set_num_threads(threads);

@@ -100,12 +100,20 @@ class Policy {
   uint64_t version() const;
   // Writes a Hugging Face checkpoint (config.json + safetensors) of the current weights.
   Status save(const std::string& dir, const std::string& dtype = "") const;
+  // Moves the model to "cpu", "cuda" or "cuda:N" (only while idle). On CPU the decode step runs
+  // the fused kernels; on CUDA the generic LibTorch path.
+  Status to_device(const std::string& device);
+  std::string device() const;
 
  private:
   Policy();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// OK when `device` ("cpu", "cuda", "cuda:N") names a device this build and machine can run on;
+// otherwise an error saying why (e.g. a CPU-only LibTorch).
+Status check_device(const std::string& device);
 
 // Sets LibTorch's intra-op thread count for the process; returns the count now in effect.
 int set_compute_threads(int threads);

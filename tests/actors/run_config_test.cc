@@ -38,6 +38,11 @@ TEST(RunConfigTest, CrossKeyChecksNameTheKey) {
   ASSERT_FALSE(length.ok());
   EXPECT_NE(length.status().message().find("grpo.max_new_tokens"), std::string::npos);
   EXPECT_FALSE(settings({"learner.replicas=2"}).ok());
+  auto device = settings({"generator.device=tpu"});
+  ASSERT_FALSE(device.ok());
+  EXPECT_NE(device.status().message().find("command line: generator.device: device 'tpu'"), std::string::npos)
+      << device.status();
+  EXPECT_TRUE(settings({"generator.device=cpu"}).ok());
 }
 
 TEST(RunConfigTest, RewardAndVerifierDefaultsKeepTheDemoReward) {

@@ -367,3 +367,28 @@ TEST(EngineTest, FusedDecodeStepMatchesGenericPath) {
 
 }  // namespace
 }  // namespace grpo::runtime
+
+namespace grpo::runtime {
+namespace {
+
+TEST(EngineTest, DevicesAreCheckedAndPoliciesMove) {
+  EXPECT_TRUE(check_device("cpu").ok());
+  EXPECT_FALSE(check_device("gpu").ok());
+  EXPECT_FALSE(check_device("cuda:x").ok());
+  auto p = Policy::create(tiny(), 1);
+  if (!torch::cuda::is_available()) {
+    Status st = check_device("cuda");
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("CUDA"), std::string::npos) << st;
+    EXPECT_FALSE(p->to_device("cuda").ok());
+  }
+  ASSERT_TRUE(p->to_device("cpu").ok());
+  EXPECT_EQ(p->device(), "cpu");
+  SamplingOptions o;
+  o.temperature = 0;
+  o.max_new_tokens = 5;
+  EXPECT_TRUE(p->generate({{{1, 2, 3}, 2}}, o, 0).ok());
+}
+
+}  // namespace
+}  // namespace grpo::runtime
