@@ -20,6 +20,12 @@
 namespace grpo::actors {
 namespace {
 
+kernels::AdvantageMode advantage_mode(const std::string& name) {
+  if (name == "mean_only") return kernels::AdvantageMode::kMeanOnly;
+  if (name == "rloo") return kernels::AdvantageMode::kRloo;
+  return kernels::AdvantageMode::kGroupNorm;
+}
+
 struct LearnerState {
   RoleContext ctx;
   int id = 0;
@@ -135,7 +141,7 @@ void train(Self* self, const cluster::TrainBatch& batch) {
     }
     advantages.resize(rewards.size());
     kernels::group_advantages(rewards.data() + first, 1, static_cast<int64_t>(rewards.size() - first),
-                              kernels::AdvantageMode::kGroupNorm, 1e-4f, advantages.data() + first);
+                              advantage_mode(st.advantage), 1e-4f, advantages.data() + first);
   }
   for (size_t i = 0; i < samples.size(); ++i) samples[i].advantage = advantages[i];
   if (samples.empty()) {
@@ -171,7 +177,9 @@ void train(Self* self, const cluster::TrainBatch& batch) {
                         {"response_length", len_sum / dn}, {"kl", stats->kl},
                         {"loss", stats->loss}, {"entropy", stats->entropy}, {"grad_norm", stats->grad_norm},
                         {"clip_fraction", stats->clip_fraction}, {"ratio_mean", stats->ratio_mean},
-                        {"ratio_max", stats->ratio_max}, {"lr", stats->lr}, {"policy_version", s.step},
+                        {"ratio_max", stats->ratio_max}, {"is_weight_mean", stats->weight_mean},
+                        {"is_weight_max", stats->weight_max}, {"is_capped_fraction", stats->weight_capped_fraction},
+                        {"lr", stats->lr}, {"policy_version", s.step},
                         {"staleness_mean", stale_sum / dn}, {"staleness_max", stale_max},
                         {"tokens_per_s", tok_s}, {"skipped", stats->skipped}, {"time_ms", now_ms()}};
   s.metrics << rec.dump() << "\n";

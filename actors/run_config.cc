@@ -49,7 +49,19 @@ const ConfigSchema& run_schema() {
     s.add({"grpo.weight_decay", T::kDouble, "0.0", 0, 1, "AdamW weight decay"});
     s.add({"grpo.max_grad_norm", T::kDouble, "1.0", 0, 1e9, "global gradient-norm clip"});
     s.add({"grpo.clip_eps", T::kDouble, "0.2", 0, 10, "ratio clip epsilon"});
-    s.add({"grpo.kl_coef", T::kDouble, "0.02", 0, 100, "beta of the k3 KL to the frozen SFT policy"});
+    s.add({"grpo.kl_coef", T::kDouble, "0.02", 0, 100, "beta of the KL to the frozen SFT policy (0: no reference model)"});
+    s.add({"grpo.kl_estimator", T::kString, "\"k3\"", 0, 0, "KL estimator", {"k1", "k2", "k3"}});
+    s.add({"grpo.clip_high", T::kDouble, "-1", -1, 10, "DAPO clip-higher epsilon (-1: same as grpo.clip_eps)"});
+    s.add({"grpo.aggregation", T::kString, "\"seq_mean\"", 0, 0,
+           "loss aggregation: seq_mean (GRPO), token_mean (DAPO), seq_sum_norm (Dr. GRPO)",
+           {"seq_mean", "token_mean", "seq_sum_norm"}});
+    s.add({"grpo.length_norm", T::kDouble, "0", 0, 1e9, "Dr. GRPO's constant length normaliser (0: longest response)"});
+    s.add({"grpo.advantage", T::kString, "\"group_norm\"", 0, 0,
+           "advantage baseline: group_norm (GRPO), mean_only (Dr. GRPO), rloo", {"group_norm", "mean_only", "rloo"}});
+    s.add({"grpo.importance", T::kString, "\"behaviour\"", 0, 0,
+           "off-policy correction: behaviour (ratio to the behaviour policy) or decoupled (PPO ratio to the "
+           "proximal policy times a behaviour importance weight)", {"behaviour", "decoupled"}});
+    s.add({"grpo.is_cap", T::kDouble, "0", 0, 1e6, "decoupled: truncation cap of the importance weight (0: none)"});
     s.add({"grpo.temperature", T::kDouble, "1.0", 0.01, 10, "sampling temperature of rollouts"});
     s.add({"grpo.top_p", T::kDouble, "1.0", 0.01, 1, "nucleus sampling of rollouts"});
     s.add({"grpo.max_new_tokens", T::kInt, "48", 1, 1 << 20, "response length cap"});
@@ -151,6 +163,13 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.grpo_optimizer.max_grad_norm = c.get_double("grpo.max_grad_norm");
   r.grpo.clip_eps = c.get_double("grpo.clip_eps");
   r.grpo.kl_coef = c.get_double("grpo.kl_coef");
+  r.grpo.kl_estimator = c.get_string("grpo.kl_estimator");
+  r.grpo.clip_high = c.get_double("grpo.clip_high");
+  r.grpo.aggregation = c.get_string("grpo.aggregation");
+  r.grpo.length_norm = c.get_double("grpo.length_norm");
+  r.grpo.importance = c.get_string("grpo.importance");
+  r.grpo.is_cap = c.get_double("grpo.is_cap");
+  r.advantage = c.get_string("grpo.advantage");
   r.temperature = c.get_double("grpo.temperature");
   r.grpo.temperature = r.temperature;
   r.top_p = c.get_double("grpo.top_p");

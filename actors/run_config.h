@@ -48,6 +48,7 @@ struct RunSettings {
   double top_p = 1.0;
   int32_t max_new_tokens = 48;
   runtime::GrpoOptions grpo;
+  std::string advantage = "group_norm";  // group_norm | mean_only | rloo
   runtime::OptimizerOptions grpo_optimizer;
   runtime::RewardWeights reward;  // the demo reward's weights (reward.accuracy_weight, format_weight)
   // reward.kind and the full reward configuration (weights, language, overlong shaping) used by the

@@ -1,5 +1,7 @@
 #include "runtime/trainer.h"
 
+#include "runtime/objectives.h"
+
 #include <cmath>
 
 #include "runtime/model.h"
@@ -159,6 +161,7 @@ StatusOr<StepStats> Trainer::sft_step(const std::vector<TrainSample>& batch) {
 StatusOr<StepStats> Trainer::grpo_step(const std::vector<TrainSample>& batch,
                                        const GrpoOptions& options) {
   if (!(options.temperature > 0)) return invalid_argument("grpo_step: temperature must be > 0");
+  GRPO_RETURN_IF_ERROR(validate_objective(options));
   torch::Tensor inputs, targets, mask, behaviour;
   GRPO_RETURN_IF_ERROR(impl_->pack(batch, true, &inputs, &targets, &mask, &behaviour));
   try {
@@ -167,33 +170,26 @@ StatusOr<StepStats> Trainer::grpo_step(const std::vector<TrainSample>& batch,
     for (const auto& s : batch) adv.push_back(s.advantage);
     auto advantages = torch::tensor(adv).unsqueeze(1);
     torch::Tensor ref_logp;
-    {
+    if (options.kl_coef > 0) {  // beta = 0 never runs the reference model
       torch::NoGradGuard no_grad;
       ref_logp = impl_->token_logprobs(impl_->reference, inputs, targets, nullptr, options.temperature);
     }
     torch::Tensor entropy;
     auto logp = impl_->token_logprobs(impl_->model, inputs, targets, &entropy, options.temperature);
-    auto log_ratio = (logp - behaviour) * mask;
-    auto ratio = log_ratio.exp();
-    auto clipped = ratio.clamp(1.0 - options.clip_eps, 1.0 + options.clip_eps);
-    auto surrogate = torch::min(ratio * advantages, clipped * advantages);
-    auto ref_diff = (ref_logp - logp) * mask;
-    auto kl = ref_diff.exp() - ref_diff - 1;
-    auto per_token = -(surrogate - options.kl_coef * kl) * mask;
-    auto seq_tokens = mask.sum(1).clamp_min(1);
-    auto loss = (per_token.sum(1) / seq_tokens).mean();
+    ObjectiveResult obj = grpo_objective(logp, behaviour, ref_logp, mask, advantages.view({-1}), options);
+    auto loss = obj.loss;
 
     StepStats stats;
-    auto total = mask.sum();
-    stats.tokens = total.item<int64_t>();
+    stats.tokens = obj.tokens;
     double denom = std::max<double>(1.0, static_cast<double>(stats.tokens));
-    stats.kl = ((kl.detach() * mask).sum().item<double>()) / denom;
+    stats.kl = obj.kl;
     stats.entropy = ((entropy * mask).sum().item<double>()) / denom;
-    auto r = ratio.detach();
-    stats.ratio_mean = ((r * mask).sum().item<double>()) / denom;
-    stats.ratio_max = (r * mask).max().item<double>();
-    auto is_clipped = ((r - clipped.detach()).abs() > 1e-6).to(torch::kFloat32) * mask;
-    stats.clip_fraction = is_clipped.sum().item<double>() / denom;
+    stats.ratio_mean = obj.ratio_mean;
+    stats.ratio_max = obj.ratio_max;
+    stats.clip_fraction = obj.clip_fraction;
+    stats.weight_mean = obj.weight_mean;
+    stats.weight_max = obj.weight_max;
+    stats.weight_capped_fraction = obj.weight_capped_fraction;
     return impl_->apply(loss, stats);
   } catch (const c10::Error& e) {
     return internal_error(std::string("grpo_step: ") + e.what_without_backtrace());

@@ -7,6 +7,8 @@
 //              kl = exp(ref - logp) - (ref - logp) - 1            (the k3 estimator),
 //              loss = -(surrogate - beta * kl),
 //   averaged over the tokens of each sequence, then over sequences; AdamW; global-norm clipping.
+//   GrpoOptions selects the variants (DAPO clip-higher and token-mean, Dr. GRPO's constant length
+//   normaliser, k1/k2/k3 KL, decoupled PPO with truncated importance sampling): see objectives.h.
 //   The behaviour logprobs are what the generator recorded, so stale samples are corrected by the
 //   ratio and its clip. A non-finite loss or gradient skips the update and says so in the stats.
 // Owned and called by one thread (the learner).
@@ -36,8 +38,14 @@ struct OptimizerOptions {
 };
 
 struct GrpoOptions {
-  double clip_eps = 0.2;
-  double kl_coef = 0.04;
+  double clip_eps = 0.2;        // clip_low; also clip_high unless clip_high >= 0
+  double clip_high = -1;        // DAPO clip-higher epsilon; < 0: same as clip_eps
+  double kl_coef = 0.04;        // beta; 0 skips the reference model entirely
+  std::string kl_estimator = "k3";        // "k1" | "k2" | "k3"
+  std::string aggregation = "seq_mean";   // "seq_mean" (GRPO) | "token_mean" (DAPO) | "seq_sum_norm" (Dr. GRPO)
+  double length_norm = 0;       // seq_sum_norm's constant; 0: the batch's longest response
+  std::string importance = "behaviour";   // "behaviour" | "decoupled" (see runtime/objectives.h)
+  double is_cap = 0;            // decoupled: cap of the behaviour importance weight (0: none)
   // Sampling temperature of the rollouts. Policy and reference logprobs are taken from logits / T,
   // the distribution the generators sampled from, so the ratio compares like with like.
   double temperature = 1.0;
@@ -60,6 +68,9 @@ struct StepStats {
   double grad_norm = 0;
   double lr = 0;
   int64_t tokens = 0;
+  double weight_mean = 0;  // importance weights (decoupled mode; 1 otherwise)
+  double weight_max = 0;
+  double weight_capped_fraction = 0;
   bool skipped = false;  // non-finite loss or gradient: no update was applied
 };
 
