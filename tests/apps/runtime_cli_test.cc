@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/apps/run_grpo.h"
+#include "tests/test_data.h"
 
 namespace grpo::testing {
 namespace {
@@ -36,20 +37,6 @@ json last_json(const std::string& output) {
   }
   return found;
 }
-
-[[maybe_unused]] std::string data_root() {
-  if (const char* d = std::getenv("GRPO_TEST_DATA"); d != nullptr && *d != '\0') return d;
-  if (const char* s = std::getenv("GRPO_SOURCE_DIR"); s != nullptr && *s != '\0')
-    return (fs::path(s) / ".." / "shared" / "data").string();
-  return "../shared/data";
-}
-
-#define REQUIRE_DATA(rel)                                                                    \
-  do {                                                                                       \
-    if (!fs::exists(fs::path(data_root()) / rel))                                            \
-      GTEST_SKIP() << "test data not found: " << (fs::path(data_root()) / rel).string()      \
-                   << " (provide ../shared/data next to the repository or set GRPO_TEST_DATA)"; \
-  } while (0)
 
 // Built twice: runtime_cli_test (label unit) and, with GRPO_DATA_TESTS, runtime_cli_data_test
 // (label data).
@@ -118,8 +105,8 @@ TEST(RuntimeCliTest, VerifyCodeRunsCompletionsInTheSandbox) {
 #else
 
 TEST(RuntimeCliDataTest, GenerateReproducesStories260kGreedyText) {
-  REQUIRE_DATA("models/stories260K/model.safetensors");
-  const std::string dir = (fs::path(data_root()) / "models/stories260K").string();
+  GRPO_REQUIRE_DATA("models/stories260K/model.safetensors");
+  const std::string dir = (grpo::testing::test_data_dir() / "models/stories260K").string();
   auto r = run({"generate", "--model", dir, "--prompt-ids", "1", "--max-tokens", "200", "--temperature", "0",
                 "--ignore-eos", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -137,8 +124,8 @@ TEST(RuntimeCliDataTest, GenerateReproducesStories260kGreedyText) {
 }
 
 TEST(RuntimeCliDataTest, TokenizeEncodesAndDecodes) {
-  REQUIRE_DATA("tokenizers/qwen2");
-  const std::string qwen = (fs::path(data_root()) / "tokenizers/qwen2").string();
+  GRPO_REQUIRE_DATA("tokenizers/qwen2");
+  const std::string qwen = (grpo::testing::test_data_dir() / "tokenizers/qwen2").string();
   auto r = run({"tokenize", "--tokenizer", qwen, "--text", "<|im_start|>hello<|im_end|>", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(last_json(r.output)["ids"], (json{151644, 14990, 151645}));

@@ -19,41 +19,13 @@
 #include <vector>
 
 #include "runtime/code_sandbox.h"
+#include "tests/test_data.h"
 
 namespace grpo::runtime {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-fs::path data_dir() {
-  if (const char* env = std::getenv("GRPO_TEST_DATA"); env && *env) return fs::path(env);
-  if (const char* src = std::getenv("GRPO_SOURCE_DIR"); src && *src) {
-    return fs::path(src) / ".." / "shared" / "data";
-  }
-  return fs::path("..") / "shared" / "data";
-}
-
-// Records of a JSONL file; empty when the file is absent.
-std::vector<json> read_jsonl(const fs::path& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    out.push_back(json::parse(line));
-  }
-  return out;
-}
-
-#define LOAD_OR_SKIP(var, relative)                                    \
-  const fs::path var##_path = data_dir() / (relative);                 \
-  if (!fs::exists(var##_path)) {                                       \
-    GTEST_SKIP() << "test data not found at " << var##_path.string()   \
-                 << " (set GRPO_TEST_DATA or provide ../shared/data)"; \
-  }                                                                    \
-  const std::vector<json> var = read_jsonl(var##_path);                \
-  ASSERT_FALSE(var.empty()) << var##_path.string() << " is empty"
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -90,7 +62,7 @@ std::string brief(const CodeScore& s) {
 }
 
 TEST(CodeSandboxDataTest, HumanEvalCanonicalSolutionsPassAndFailTheNextProblem) {
-  LOAD_OR_SKIP(problems, "datasets/HumanEval.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(problems, "datasets/HumanEval.jsonl");
   auto pool = make_pool();
   ASSERT_TRUE(pool);
   const std::size_t n = problems.size();
@@ -141,8 +113,8 @@ TEST(CodeSandboxDataTest, HumanEvalCanonicalSolutionsPassAndFailTheNextProblem) 
 }
 
 TEST(CodeSandboxDataTest, HumanEvalExampleSamplesScoreAsUpstream) {
-  LOAD_OR_SKIP(problems, "verifier_cases/humaneval_example_problem.jsonl");
-  LOAD_OR_SKIP(samples, "verifier_cases/humaneval_example_samples.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(problems, "verifier_cases/humaneval_example_problem.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(samples, "verifier_cases/humaneval_example_samples.jsonl");
   ASSERT_EQ(problems.size(), 1u);
   ASSERT_EQ(samples.size(), 6u);
   auto pool = make_pool();

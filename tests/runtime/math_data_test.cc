@@ -15,41 +15,13 @@
 #include <vector>
 
 #include "runtime/math_verify.h"
+#include "tests/test_data.h"
 
 namespace grpo::runtime {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-fs::path data_dir() {
-  if (const char* env = std::getenv("GRPO_TEST_DATA"); env && *env) return fs::path(env);
-  if (const char* src = std::getenv("GRPO_SOURCE_DIR"); src && *src) {
-    return fs::path(src) / ".." / "shared" / "data";
-  }
-  return fs::path("..") / "shared" / "data";
-}
-
-// Records of a JSONL file; empty when the file is absent.
-std::vector<json> read_jsonl(const fs::path& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    out.push_back(json::parse(line));
-  }
-  return out;
-}
-
-#define LOAD_OR_SKIP(var, relative)                                    \
-  const fs::path var##_path = data_dir() / (relative);                 \
-  if (!fs::exists(var##_path)) {                                       \
-    GTEST_SKIP() << "test data not found at " << var##_path.string()   \
-                 << " (set GRPO_TEST_DATA or provide ../shared/data)"; \
-  }                                                                    \
-  const std::vector<json> var = read_jsonl(var##_path);                \
-  ASSERT_FALSE(var.empty()) << var##_path.string() << " is empty"
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -65,7 +37,7 @@ std::string gsm8k_number(const std::string& answer) {
 }
 
 TEST(MathDataTest, Math500SolutionsMatchOwnAnswerAndRejectNext) {
-  LOAD_OR_SKIP(records, "datasets/math500_test.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(records, "datasets/math500_test.jsonl");
   const std::size_t n = records.size();
   std::size_t own = 0, next = 0, auto_own = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -101,7 +73,7 @@ TEST(MathDataTest, Math500SolutionsMatchOwnAnswerAndRejectNext) {
 }
 
 TEST(MathDataTest, Gsm8kAnswersMatchOwnNumberAndRejectNext) {
-  LOAD_OR_SKIP(records, "datasets/gsm8k_test.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(records, "datasets/gsm8k_test.jsonl");
   const std::size_t n = records.size();
   std::size_t own = 0, next_accepted = 0, next_compared = 0, next_identical = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -139,7 +111,7 @@ TEST(MathDataTest, Gsm8kAnswersMatchOwnNumberAndRejectNext) {
 }
 
 TEST(MathDataTest, EquivalenceCasesAgreeWithExpected) {
-  LOAD_OR_SKIP(cases, "verifier_cases/math_equivalence.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(cases, "verifier_cases/math_equivalence.jsonl");
   std::size_t considered = 0, agree = 0, excluded = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < cases.size(); ++i) {

@@ -14,27 +14,12 @@
 #include "runtime/policy.h"
 #include "runtime/safetensors.h"
 #include "runtime/sp_tokenizer.h"
+#include "tests/test_data.h"
 
 namespace grpo::runtime {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string data_root() {
-  if (const char* d = std::getenv("GRPO_TEST_DATA"); d != nullptr && *d != '\0') return d;
-  if (const char* s = std::getenv("GRPO_SOURCE_DIR"); s != nullptr && *s != '\0')
-    return (fs::path(s) / ".." / "shared" / "data").string();
-  return "../shared/data";
-}
-
-std::string data_path(const std::string& rel) { return (fs::path(data_root()) / rel).string(); }
-
-#define REQUIRE_DATA(rel)                                                                      \
-  do {                                                                                         \
-    if (!fs::exists(data_path(rel)))                                                           \
-      GTEST_SKIP() << "test data not found: " << data_path(rel)                                \
-                   << " (provide ../shared/data next to the repository or set GRPO_TEST_DATA)"; \
-  } while (0)
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -44,10 +29,10 @@ std::string read_file(const std::string& path) {
 }
 
 TEST(ModelDataTest, Stories260kGreedyTextMatchesLlama2c) {
-  REQUIRE_DATA("models/stories260K/model.safetensors");
-  auto policy = Policy::load(data_path("models/stories260K"));
+  GRPO_REQUIRE_DATA("models/stories260K/model.safetensors");
+  auto policy = Policy::load(grpo::testing::test_data_path("models/stories260K"));
   ASSERT_TRUE(policy.ok()) << policy.status();
-  auto tok = SpTokenizer::load(data_path("models/stories260K/tok512.bin"), 512);
+  auto tok = SpTokenizer::load(grpo::testing::test_data_path("models/stories260K/tok512.bin"), 512);
   ASSERT_TRUE(tok.ok()) << tok.status();
   SamplingOptions o;
   o.temperature = 0;
@@ -59,12 +44,12 @@ TEST(ModelDataTest, Stories260kGreedyTextMatchesLlama2c) {
   ASSERT_EQ(ids.size(), 200u);
   auto text = tok->decode(ids, SpTokenizer::kBos);
   ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_EQ(*text, read_file(data_path("models/stories260K/expected_greedy_text.txt")));
+  EXPECT_EQ(*text, read_file(grpo::testing::test_data_path("models/stories260K/expected_greedy_text.txt")));
 }
 
 TEST(ModelDataTest, TinyLlamaBf16LoadsRunsAndSavesBackBitExactly) {
-  REQUIRE_DATA("models/tiny-llama-bf16/model.safetensors");
-  auto policy = Policy::load(data_path("models/tiny-llama-bf16"));
+  GRPO_REQUIRE_DATA("models/tiny-llama-bf16/model.safetensors");
+  auto policy = Policy::load(grpo::testing::test_data_path("models/tiny-llama-bf16"));
   ASSERT_TRUE(policy.ok()) << policy.status();
   const ModelConfig& c = (*policy)->config();
   EXPECT_EQ(c.torch_dtype, "bfloat16");
@@ -84,7 +69,7 @@ TEST(ModelDataTest, TinyLlamaBf16LoadsRunsAndSavesBackBitExactly) {
   // Every tensor saved back in bf16 has the original's bytes.
   const fs::path dir = fs::temp_directory_path() / ("grpo_tiny_bf16_" + std::to_string(::getpid()));
   ASSERT_TRUE((*policy)->save(dir.string()).ok());
-  auto a = SafetensorsFile::open(data_path("models/tiny-llama-bf16/model.safetensors"));
+  auto a = SafetensorsFile::open(grpo::testing::test_data_path("models/tiny-llama-bf16/model.safetensors"));
   auto b = SafetensorsFile::open((dir / "model.safetensors").string());
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_EQ((*a)->tensors().size(), (*b)->tensors().size());

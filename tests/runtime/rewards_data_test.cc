@@ -23,39 +23,13 @@
 #include <vector>
 
 #include "runtime/rewards.h"
+#include "tests/test_data.h"
 
 namespace grpo::runtime {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-fs::path data_dir() {
-  if (const char* env = std::getenv("GRPO_TEST_DATA"); env && *env) return fs::path(env);
-  if (const char* src = std::getenv("GRPO_SOURCE_DIR"); src && *src) {
-    return fs::path(src) / ".." / "shared" / "data";
-  }
-  return fs::path("..") / "shared" / "data";
-}
-
-std::vector<json> read_jsonl(const fs::path& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
-}
-
-#define LOAD_OR_SKIP(var, relative)                                    \
-  const fs::path var##_path = data_dir() / (relative);                 \
-  if (!fs::exists(var##_path)) {                                       \
-    GTEST_SKIP() << "test data not found at " << var##_path.string()   \
-                 << " (set GRPO_TEST_DATA or provide ../shared/data)"; \
-  }                                                                    \
-  const std::vector<json> var = read_jsonl(var##_path);                \
-  ASSERT_FALSE(var.empty()) << var##_path.string() << " is empty"
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -123,7 +97,7 @@ std::string replace_last_literal(const std::string& expr, long long from, long l
 }
 
 TEST(RewardsDataTest, CountdownSolutionsAcceptedAndCorruptionsRejected) {
-  LOAD_OR_SKIP(records, "datasets/countdown_test.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(records, "datasets/countdown_test.jsonl");
   std::size_t solvable = 0, accepted = 0, unsolvable = 0, wrong_accepted = 0, wrong_checked = 0;
   RewardConfig config;
   config.format_weight = 0.1;
@@ -201,7 +175,7 @@ TEST(RewardsDataTest, CountdownSolutionsAcceptedAndCorruptionsRejected) {
 }
 
 TEST(RewardsDataTest, MathScorerThroughputOnMath500) {
-  LOAD_OR_SKIP(records, "datasets/math500_test.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(records, "datasets/math500_test.jsonl");
   RewardConfig config;
   std::size_t correct = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -232,7 +206,7 @@ TEST(RewardsDataTest, MathScorerThroughputOnMath500) {
 }
 
 TEST(RewardsDataTest, Gsm8kScorerThroughput) {
-  LOAD_OR_SKIP(records, "datasets/gsm8k_test.jsonl");
+  GRPO_LOAD_JSONL_OR_SKIP(records, "datasets/gsm8k_test.jsonl");
   RewardConfig config;
   std::size_t correct = 0, correct_full_gold = 0;
   auto t0 = std::chrono::steady_clock::now();

@@ -17,28 +17,13 @@
 #include "runtime/chat_template.h"
 #include "runtime/sp_tokenizer.h"
 #include "tests/runtime/llama2c_reference.h"
+#include "tests/test_data.h"
 
 namespace grpo::runtime {
 namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
-
-std::string data_root() {
-  if (const char* d = std::getenv("GRPO_TEST_DATA"); d != nullptr && *d != '\0') return d;
-  if (const char* s = std::getenv("GRPO_SOURCE_DIR"); s != nullptr && *s != '\0')
-    return (fs::path(s) / ".." / "shared" / "data").string();
-  return "../shared/data";
-}
-
-std::string data_path(const std::string& rel) { return (fs::path(data_root()) / rel).string(); }
-
-#define REQUIRE_DATA(rel)                                                                      \
-  do {                                                                                         \
-    if (!fs::exists(data_path(rel)))                                                           \
-      GTEST_SKIP() << "test data not found: " << data_path(rel)                                \
-                   << " (provide ../shared/data next to the repository or set GRPO_TEST_DATA)"; \
-  } while (0)
 
 std::vector<Json> read_jsonl(const std::string& path) {
   std::ifstream in(path);
@@ -58,12 +43,12 @@ std::string read_text(const std::string& path) {
 }
 
 TEST(TokenizerDataTest, Gpt2MatchesAllReferenceIds) {
-  REQUIRE_DATA("tokenizers/gpt2/reference_ids.jsonl");
-  auto tok = BpeTokenizer::load_dir(data_path("tokenizers/gpt2"));
+  GRPO_REQUIRE_DATA("tokenizers/gpt2/reference_ids.jsonl");
+  auto tok = BpeTokenizer::load_dir(grpo::testing::test_data_path("tokenizers/gpt2"));
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ(tok->vocab_size(), 50257);
   EXPECT_EQ(tok->eos_id(), std::optional<int32_t>(50256));
-  std::vector<Json> cases = read_jsonl(data_path("tokenizers/gpt2/reference_ids.jsonl"));
+  std::vector<Json> cases = read_jsonl(grpo::testing::test_data_path("tokenizers/gpt2/reference_ids.jsonl"));
   ASSERT_EQ(cases.size(), 46u);
   int matched = 0;
   for (const Json& c : cases) {
@@ -82,13 +67,13 @@ TEST(TokenizerDataTest, Gpt2MatchesAllReferenceIds) {
 }
 
 TEST(TokenizerDataTest, Qwen2ParsesSpecialTokens) {
-  REQUIRE_DATA("tokenizers/qwen2/special_tokens_reference.jsonl");
-  auto tok = BpeTokenizer::load_dir(data_path("tokenizers/qwen2"));
+  GRPO_REQUIRE_DATA("tokenizers/qwen2/special_tokens_reference.jsonl");
+  auto tok = BpeTokenizer::load_dir(grpo::testing::test_data_path("tokenizers/qwen2"));
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ(tok->options().pre_tokenizer, PreTokenizer::kQwen2);
   EXPECT_TRUE(tok->options().nfc);
   EXPECT_EQ(tok->eos_id(), std::optional<int32_t>(151643));
-  std::vector<Json> cases = read_jsonl(data_path("tokenizers/qwen2/special_tokens_reference.jsonl"));
+  std::vector<Json> cases = read_jsonl(grpo::testing::test_data_path("tokenizers/qwen2/special_tokens_reference.jsonl"));
   ASSERT_FALSE(cases.empty());
   for (const Json& c : cases) {
     const std::string text = c["text"].get<std::string>();
@@ -106,13 +91,13 @@ TEST(TokenizerDataTest, Qwen2ParsesSpecialTokens) {
 }
 
 TEST(TokenizerDataTest, ChatTemplatesMatchReferenceRenderings) {
-  REQUIRE_DATA("tokenizers/chat_templates/renderings.jsonl");
-  std::vector<Json> cases = read_jsonl(data_path("tokenizers/chat_templates/renderings.jsonl"));
+  GRPO_REQUIRE_DATA("tokenizers/chat_templates/renderings.jsonl");
+  std::vector<Json> cases = read_jsonl(grpo::testing::test_data_path("tokenizers/chat_templates/renderings.jsonl"));
   ASSERT_EQ(cases.size(), 6u);
   // The renderings' ids come from a Qwen tokenizer that also has <think>/</think> added tokens.
   std::optional<BpeTokenizer> qwen;
-  if (fs::exists(data_path("tokenizers/qwen2/vocab.json"))) {
-    auto tok = BpeTokenizer::load_dir(data_path("tokenizers/qwen2"));
+  if (fs::exists(grpo::testing::test_data_path("tokenizers/qwen2/vocab.json"))) {
+    auto tok = BpeTokenizer::load_dir(grpo::testing::test_data_path("tokenizers/qwen2"));
     ASSERT_TRUE(tok.ok()) << tok.status();
     ASSERT_TRUE(tok->add_token({"<think>", 151667, false}).ok());
     ASSERT_TRUE(tok->add_token({"</think>", 151668, false}).ok());
@@ -149,8 +134,8 @@ TEST(TokenizerDataTest, ChatTemplatesMatchReferenceRenderings) {
 }
 
 TEST(TokenizerDataTest, Stories260kTokenizerRoundTrips) {
-  REQUIRE_DATA("models/stories260K/tok512.bin");
-  auto tok = SpTokenizer::load(data_path("models/stories260K/tok512.bin"), 512);
+  GRPO_REQUIRE_DATA("models/stories260K/tok512.bin");
+  auto tok = SpTokenizer::load(grpo::testing::test_data_path("models/stories260K/tok512.bin"), 512);
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ(tok->vocab_size(), 512);
   std::vector<std::string> texts = {
@@ -160,8 +145,8 @@ TEST(TokenizerDataTest, Stories260kTokenizerRoundTrips) {
       "The cat sat on the mat.\nThen it slept.",
       "Caf\xC3\xA9 \xE2\x98\x95 costs 3 euros!",  // byte fallback for code points outside the vocabulary
   };
-  if (fs::exists(data_path("models/stories260K/expected_greedy_text.txt")))
-    texts.push_back(read_text(data_path("models/stories260K/expected_greedy_text.txt")));
+  if (fs::exists(grpo::testing::test_data_path("models/stories260K/expected_greedy_text.txt")))
+    texts.push_back(read_text(grpo::testing::test_data_path("models/stories260K/expected_greedy_text.txt")));
   for (const std::string& text : texts) {
     SCOPED_TRACE(text);
     auto ids = tok->encode(text, /*add_bos=*/true);
