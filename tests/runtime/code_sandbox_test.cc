@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -33,14 +34,38 @@ std::string unique_marker(const std::string& what) {
   return "grpo-sandbox-test-" + what + "-" + std::to_string(::getpid());
 }
 
+// The contents of a /proc file, or "" when the process went away meanwhile (reading a vanished
+// process's file fails with ESRCH, which iostreams would turn into an exception).
+std::string read_proc_file(const fs::path& path) {
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// Numeric entries of /proc; a process that exits while the directory is read is skipped.
+std::vector<std::string> proc_pids() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.find_first_not_of("0123456789") == std::string::npos) out.push_back(name);
+  }
+  return out;
+}
+
 // Pids whose command line contains `marker` (the test's own process excluded).
 std::vector<pid_t> processes_with(const std::string& marker) {
   std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::string& name : proc_pids()) {
+    const std::string cmdline = read_proc_file(fs::path("/proc") / name / "cmdline");
     const pid_t pid = static_cast<pid_t>(std::stol(name));
     if (pid != ::getpid() && cmdline.find(marker) != std::string::npos) out.push_back(pid);
   }
@@ -48,22 +73,14 @@ std::vector<pid_t> processes_with(const std::string& marker) {
 }
 
 int process_count() {
-  int n = 0;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") == std::string::npos) ++n;
-  }
-  return n;
+  return static_cast<int>(proc_pids().size());
 }
 
 // Children of this process, zombies included (a leak if any is left after a run).
 std::vector<pid_t> own_children() {
   std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::string& name : proc_pids()) {
+    const std::string stat = read_proc_file(fs::path("/proc") / name / "stat");
     const std::size_t paren = stat.rfind(')');
     if (paren == std::string::npos) continue;
     char state;
