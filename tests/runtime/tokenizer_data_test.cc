@@ -25,15 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-std::vector<Json> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<Json> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(Json::parse(line));
-  }
-  return out;
-}
+using grpo::testing::read_jsonl;
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
