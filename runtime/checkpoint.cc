@@ -60,7 +60,8 @@ Status save_checkpoint(const Trainer& trainer, const std::string& run_dir, const
   GRPO_RETURN_IF_ERROR(trainer.save(tmp.string()));
   {
     nlohmann::json meta = {{"step", info.step}, {"sft_pass_at_1", info.sft_pass_at_1},
-                           {"optimizer_step", trainer.optimizer_step()}};
+                           {"optimizer_step", trainer.optimizer_step()},
+                           {"buffer_cursor", info.buffer_cursor}};
     std::ofstream out(tmp / "meta.json");
     out << meta.dump(2) << "\n";
     if (!out) return internal_error("cannot write " + (tmp / "meta.json").string());
@@ -89,6 +90,8 @@ StatusOr<std::optional<CheckpointInfo>> latest_checkpoint(const std::string& run
   info.path = path.string();
   if (meta.contains("sft_pass_at_1") && meta["sft_pass_at_1"].is_number())
     info.sft_pass_at_1 = meta["sft_pass_at_1"].get<double>();
+  if (meta.contains("buffer_cursor") && meta["buffer_cursor"].is_number_unsigned())
+    info.buffer_cursor = meta["buffer_cursor"].get<uint64_t>();
   return std::optional<CheckpointInfo>(info);
 }
 

@@ -36,11 +36,10 @@ torch::Tensor first_rows(const torch::Tensor& block, int64_t n, int64_t cols) {
 
 }  // namespace
 
-torch::Tensor FusedTokenLogprobs::forward(torch::autograd::AutogradContext* ctx,
-                                          const torch::Tensor& hidden_in,
-                                          const torch::Tensor& weight_in,
-                                          const torch::Tensor& targets_in, double temperature,
-                                          int64_t chunk) {
+torch::autograd::variable_list FusedTokenLogprobs::forward(
+    torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden_in,
+    const torch::Tensor& weight_in, const torch::Tensor& targets_in, double temperature,
+    int64_t chunk, bool with_entropy) {
   check_inputs(hidden_in, weight_in, targets_in, temperature, chunk);
   const torch::Tensor hidden = hidden_in.contiguous();
   const torch::Tensor weight = weight_in.contiguous();
@@ -50,9 +49,10 @@ torch::Tensor FusedTokenLogprobs::forward(torch::autograd::AutogradContext* ctx,
   const float inv_t = static_cast<float>(1.0 / temperature);
 
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
-  torch::Tensor state = torch::empty({3, n}, f32);
+  torch::Tensor state = torch::empty({4, n}, f32);
   kernels::TokenLogprobState st{state[0].data_ptr<float>(), state[1].data_ptr<float>(),
-                                state[2].data_ptr<float>()};
+                                state[2].data_ptr<float>(),
+                                with_entropy ? state[3].data_ptr<float>() : nullptr};
   kernels::token_logprobs_init(n, st);
   const int64_t step = std::min(chunk, std::max<int64_t>(vocab, 1));
   torch::Tensor block = torch::empty({n, step}, f32);  // reused for every chunk
@@ -66,11 +66,14 @@ torch::Tensor FusedTokenLogprobs::forward(torch::autograd::AutogradContext* ctx,
   torch::Tensor logprobs = torch::empty({n}, f32);
   torch::Tensor lse = torch::empty({n}, f32);
   kernels::token_logprobs_finalize(n, st, logprobs.data_ptr<float>(), lse.data_ptr<float>());
+  torch::Tensor entropy = torch::empty({with_entropy ? n : 0}, f32);
+  if (with_entropy) kernels::token_logprobs_entropy(n, st, entropy.data_ptr<float>());
+  ctx->mark_non_differentiable({entropy});
 
   ctx->save_for_backward({hidden, weight, targets, lse});
   ctx->saved_data["inv_t"] = static_cast<double>(inv_t);
   ctx->saved_data["chunk"] = step;
-  return logprobs;
+  return {logprobs, entropy};
 }
 
 torch::autograd::variable_list FusedTokenLogprobs::backward(
@@ -110,13 +113,22 @@ torch::autograd::variable_list FusedTokenLogprobs::backward(
       }
     }
   }
-  return {grad_hidden, grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  return {grad_hidden, grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor(),
+          torch::Tensor()};
 }
 
 torch::Tensor fused_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
                                    const torch::Tensor& targets, double temperature,
                                    int64_t chunk) {
-  return FusedTokenLogprobs::apply(hidden, weight, targets, temperature, chunk);
+  return FusedTokenLogprobs::apply(hidden, weight, targets, temperature, chunk, false)[0];
+}
+
+LogprobsAndEntropy fused_token_logprobs_entropy(const torch::Tensor& hidden,
+                                                const torch::Tensor& weight,
+                                                const torch::Tensor& targets, double temperature,
+                                                int64_t chunk) {
+  auto out = FusedTokenLogprobs::apply(hidden, weight, targets, temperature, chunk, true);
+  return {out[0], out[1]};
 }
 
 }  // namespace grpo::runtime

@@ -30,12 +30,27 @@ torch::Tensor fused_token_logprobs(const torch::Tensor& hidden, const torch::Ten
                                    const torch::Tensor& targets, double temperature = 1.0,
                                    int64_t chunk = kFusedLogprobsDefaultChunk);
 
-// The autograd function behind fused_token_logprobs (apply(hidden, weight, targets, T, chunk)).
+// The same, plus the entropy [N] (nats) of softmax(hidden W^T / T) per token, from the same
+// chunked pass (a metric: detached, no gradient flows through it).
+struct LogprobsAndEntropy {
+  torch::Tensor logprobs;
+  torch::Tensor entropy;
+};
+LogprobsAndEntropy fused_token_logprobs_entropy(const torch::Tensor& hidden,
+                                                const torch::Tensor& weight,
+                                                const torch::Tensor& targets,
+                                                double temperature = 1.0,
+                                                int64_t chunk = kFusedLogprobsDefaultChunk);
+
+// The autograd function behind both (apply(hidden, weight, targets, T, chunk, with_entropy)
+// returns {logprobs, entropy}; entropy has 0 elements unless with_entropy).
 class FusedTokenLogprobs : public torch::autograd::Function<FusedTokenLogprobs> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
-                               const torch::Tensor& weight, const torch::Tensor& targets,
-                               double temperature, int64_t chunk);
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const torch::Tensor& hidden,
+                                                const torch::Tensor& weight,
+                                                const torch::Tensor& targets, double temperature,
+                                                int64_t chunk, bool with_entropy);
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs);
 };

@@ -21,7 +21,8 @@ Status validate_objective(const GrpoOptions& o) {
 
 ObjectiveResult grpo_objective(const torch::Tensor& logp, const torch::Tensor& behaviour,
                                const torch::Tensor& ref, const torch::Tensor& mask,
-                               const torch::Tensor& advantages, const GrpoOptions& o) {
+                               const torch::Tensor& advantages, const GrpoOptions& o,
+                               const BatchTotals* totals) {
   ObjectiveResult out;
   const double clip_high = o.clip_high >= 0 ? o.clip_high : o.clip_eps;
   auto adv = advantages.view({-1, 1});
@@ -56,13 +57,23 @@ ObjectiveResult grpo_objective(const torch::Tensor& logp, const torch::Tensor& b
   }
   per_token = per_token * mask;
   const auto seq_tokens = mask.sum(1);
-  if (o.aggregation == "token_mean") {
-    out.loss = per_token.sum() / mask.sum().clamp_min(1);
-  } else if (o.aggregation == "seq_sum_norm") {
-    const double norm = o.length_norm > 0 ? o.length_norm : std::max(1.0, seq_tokens.max().item<double>());
-    out.loss = (per_token.sum(1) / norm).mean();
+  BatchTotals whole;
+  if (totals != nullptr) {
+    whole = *totals;
   } else {
-    out.loss = (per_token.sum(1) / seq_tokens.clamp_min(1)).mean();
+    whole.sequences = mask.size(0);
+    whole.tokens = mask.sum().item<int64_t>();
+    whole.max_response = mask.numel() > 0 ? seq_tokens.max().item<int64_t>() : 0;
+  }
+  const double sequences = std::max<double>(1.0, static_cast<double>(whole.sequences));
+  if (o.aggregation == "token_mean") {
+    out.loss = per_token.sum() / std::max<double>(1.0, static_cast<double>(whole.tokens));
+  } else if (o.aggregation == "seq_sum_norm") {
+    const double norm =
+        o.length_norm > 0 ? o.length_norm : std::max(1.0, static_cast<double>(whole.max_response));
+    out.loss = per_token.sum() / (norm * sequences);
+  } else {
+    out.loss = (per_token.sum(1) / seq_tokens.clamp_min(1)).sum() / sequences;
   }
 
   torch::NoGradGuard no_grad;

@@ -17,6 +17,9 @@
 // Aggregation: "seq_mean" (DeepSeek-R1 GRPO: mean over each sequence's tokens, then over
 // sequences), "token_mean" (DAPO: sum over all tokens / token count), "seq_sum_norm" (Dr. GRPO:
 // sum over each sequence's tokens / length_norm, then mean over sequences).
+// The means are over the whole batch given by `totals` (its sequences, tokens and longest response)
+// when the tensors hold only a micro-batch or a data-parallel shard of it; the losses of the parts
+// then add up to the whole batch's loss. Null totals: the tensors are the whole batch.
 #pragma once
 
 #include <torch/torch.h>
@@ -39,6 +42,7 @@ Status validate_objective(const GrpoOptions& options);
 
 ObjectiveResult grpo_objective(const torch::Tensor& logp, const torch::Tensor& behaviour,
                                const torch::Tensor& ref, const torch::Tensor& mask,
-                               const torch::Tensor& advantages, const GrpoOptions& options);
+                               const torch::Tensor& advantages, const GrpoOptions& options,
+                               const BatchTotals* totals = nullptr);
 
 }  // namespace grpo::runtime

@@ -11,10 +11,22 @@
 //   normaliser, k1/k2/k3 KL, decoupled PPO with truncated importance sampling): see objectives.h.
 //   The behaviour logprobs are what the generator recorded, so stale samples are corrected by the
 //   ratio and its clip. A non-finite loss or gradient skips the update and says so in the stats.
+//
+// Micro-batches: a step's batch is packed into micro-batches of at most
+// OptimizerOptions::micro_batch_tokens padded tokens (longest sequences first) whose gradients
+// accumulate before the one optimiser update; every normaliser (sequence count, token count, longest
+// response) is the whole batch's, so the update does not depend on the packing.
+// Data parallelism: L trainers that start from the same weights each run grpo_step on their own
+// shard with the whole batch's BatchTotals and a GradientReducer (a sum all-reduce across the L);
+// they then apply the same summed gradient and stay identical, and the update equals one trainer's
+// on the whole batch up to float summation order.
+// Logprobs come from runtime/fused_logprobs (the [tokens, vocab] matrix is never materialised) and
+// only at response positions.
 // Owned and called by one thread (the learner).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +47,9 @@ struct OptimizerOptions {
   int64_t total_steps = 0;           // for the cosine schedule
   std::string schedule = "constant";  // "constant" | "cosine"
   double min_lr_ratio = 0.1;         // cosine floor as a fraction of lr
+  // Padded tokens (sequences x longest sequence) per forward/backward pass; 0: the whole batch at
+  // once. A single sequence longer than the budget still forms its own micro-batch.
+  int64_t micro_batch_tokens = 0;
 };
 
 struct GrpoOptions {
@@ -58,6 +73,19 @@ struct TrainSample {
   float advantage = 0;                    // GRPO only
 };
 
+// Normalisers of a whole (possibly sharded) batch: its sequence count, response-token count and
+// longest response. batch_totals() computes them for one batch.
+struct BatchTotals {
+  int64_t sequences = 0;
+  int64_t tokens = 0;
+  int64_t max_response = 0;
+};
+BatchTotals batch_totals(const std::vector<TrainSample>& batch);
+
+// Sums `n` floats element-wise across every data-parallel replica, in place, leaving every replica
+// with the same bytes (e.g. cluster::RingAllReduce::all_reduce_sum).
+using GradientReducer = std::function<Status(float* data, size_t n)>;
+
 struct StepStats {
   double loss = 0;
   double kl = 0;
@@ -71,6 +99,7 @@ struct StepStats {
   double weight_mean = 0;  // importance weights (decoupled mode; 1 otherwise)
   double weight_max = 0;
   double weight_capped_fraction = 0;
+  int64_t micro_batches = 0;
   bool skipped = false;  // non-finite loss or gradient: no update was applied
 };
 
@@ -80,8 +109,15 @@ class Trainer {
                                                    const OptimizerOptions& options, uint64_t seed);
   ~Trainer();
 
-  StatusOr<StepStats> sft_step(const std::vector<TrainSample>& batch);
-  StatusOr<StepStats> grpo_step(const std::vector<TrainSample>& batch, const GrpoOptions& options);
+  // `totals`: the whole batch's normalisers when `batch` is this replica's shard (null: `batch`'s
+  // own). With a reducer set, loss, token counts and the means in StepStats are the whole batch's.
+  StatusOr<StepStats> sft_step(const std::vector<TrainSample>& batch,
+                               const BatchTotals* totals = nullptr);
+  StatusOr<StepStats> grpo_step(const std::vector<TrainSample>& batch, const GrpoOptions& options,
+                                const BatchTotals* totals = nullptr);
+
+  // Data-parallel gradient reduction (null: this trainer alone).
+  void set_gradient_reducer(GradientReducer reducer);
 
   // Starts a new phase (fresh AdamW state, new schedule, step counter at 0).
   void reset_optimizer(const OptimizerOptions& options);
@@ -93,9 +129,14 @@ class Trainer {
   const ModelConfig& config() const;
   int64_t optimizer_step() const;
 
-  // Writes model, reference and optimiser state into `dir` (which must exist); read back by load.
+  // Writes into `dir` (which must exist): the model as a Hugging Face checkpoint (config.json +
+  // model.safetensors, f32), reference.safetensors, and state.safetensors (AdamW moments and step
+  // per parameter, the LibTorch CPU generator state; the optimiser step and schedule in its
+  // metadata). load() restores all of it, so training continues bit-exactly.
   Status save(const std::string& dir) const;
   Status load(const std::string& dir);
+  // Makes LibTorch pick deterministic algorithms (process-wide).
+  static void set_deterministic(bool on);
 
  private:
   Trainer();

@@ -11,6 +11,7 @@ void token_logprobs_init(int64_t n, TokenLogprobState state) {
     state.run_max[i] = -std::numeric_limits<float>::infinity();
     state.run_sum[i] = 0.0f;
     state.target_logit[i] = 0.0f;
+    if (state.run_xsum != nullptr) state.run_xsum[i] = 0.0f;
   }
 }
 
@@ -28,9 +29,20 @@ void token_logprobs_chunk_forward(const float* logits, int64_t n, int64_t cols, 
     const float new_max = std::max(old_max, chunk_max);
     float sum = 0.0f;
     if (new_max != -std::numeric_limits<float>::infinity()) {
-      for (int64_t j = 0; j < cols; ++j) sum += std::exp(row[j] * inv_temperature - new_max);
       const float rescale =
           old_max == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(old_max - new_max);
+      if (state.run_xsum != nullptr) {
+        float xsum = 0.0f;
+        for (int64_t j = 0; j < cols; ++j) {
+          const float x = row[j] * inv_temperature;
+          const float e = std::exp(x - new_max);
+          sum += e;
+          xsum += e * x;
+        }
+        state.run_xsum[i] = state.run_xsum[i] * rescale + xsum;
+      } else {
+        for (int64_t j = 0; j < cols; ++j) sum += std::exp(row[j] * inv_temperature - new_max);
+      }
       state.run_sum[i] = state.run_sum[i] * rescale + sum;
       state.run_max[i] = new_max;
     }
@@ -45,6 +57,13 @@ void token_logprobs_finalize(int64_t n, TokenLogprobState state, float* out_logp
     const float lse = state.run_max[i] + std::log(state.run_sum[i]);
     if (out_lse != nullptr) out_lse[i] = lse;
     if (out_logprobs != nullptr) out_logprobs[i] = state.target_logit[i] - lse;
+  }
+}
+
+void token_logprobs_entropy(int64_t n, TokenLogprobState state, float* out_entropy) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float lse = state.run_max[i] + std::log(state.run_sum[i]);
+    out_entropy[i] = lse - state.run_xsum[i] / state.run_sum[i];
   }
 }
 

@@ -22,11 +22,14 @@
 
 namespace grpo::kernels {
 
-// Running per-token state of the online logsumexp; three caller-owned arrays of n floats.
+// Running per-token state of the online logsumexp; caller-owned arrays of n floats.
 struct TokenLogprobState {
   float* run_max;       // max of x seen so far (-inf before the first chunk)
   float* run_sum;       // sum of exp(x - run_max) seen so far
   float* target_logit;  // x at the target column, once its chunk has been seen
+  // Optional (null: not tracked): sum of exp(x - run_max) * x, for the entropy of softmax(x),
+  // entropy = logsumexp - run_xsum / run_sum (a metric: it has no backward).
+  float* run_xsum = nullptr;
 };
 
 void token_logprobs_init(int64_t n, TokenLogprobState state);
@@ -40,6 +43,9 @@ void token_logprobs_chunk_forward(const float* logits, int64_t n, int64_t cols, 
 // kept for the backward. Either output may be null.
 void token_logprobs_finalize(int64_t n, TokenLogprobState state, float* out_logprobs,
                              float* out_lse);
+
+// out_entropy[i] = entropy of softmax(x_i) in nats; needs state.run_xsum.
+void token_logprobs_entropy(int64_t n, TokenLogprobState state, float* out_entropy);
 
 // Overwrites the logits chunk with d(sum_i grad_out_i * logprob_i) / d logits (see above), using the
 // logsumexp from the forward.

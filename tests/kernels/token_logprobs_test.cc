@@ -29,8 +29,8 @@ void check_case(const Case& c, uint32_t seed) {
   for (auto& t : targets) t = pick(rng);
   const float inv_t = 1.0f / c.temperature;
 
-  std::vector<float> mx(c.n), sm(c.n), tl(c.n), lp(c.n), lse(c.n);
-  TokenLogprobState st{mx.data(), sm.data(), tl.data()};
+  std::vector<float> mx(c.n), sm(c.n), tl(c.n), xs(c.n), lp(c.n), lse(c.n), ent(c.n);
+  TokenLogprobState st{mx.data(), sm.data(), tl.data(), xs.data()};
   token_logprobs_init(c.n, st);
   std::vector<int64_t> starts;
   for (int64_t c0 = 0; c0 < c.vocab; c0 += c.chunk) starts.push_back(c0);
@@ -40,6 +40,7 @@ void check_case(const Case& c, uint32_t seed) {
                                  inv_t, st);
   }
   token_logprobs_finalize(c.n, st, lp.data(), lse.data());
+  token_logprobs_entropy(c.n, st, ent.data());
 
   std::vector<float> grad = logits;
   for (int64_t c0 : starts) {
@@ -58,6 +59,12 @@ void check_case(const Case& c, uint32_t seed) {
     const double ref_lp = double(row[targets[i]]) / c.temperature - ref_lse;
     EXPECT_NEAR(lp[i], ref_lp, 1e-5 * std::max(1.0, std::fabs(ref_lp))) << "token " << i;
     EXPECT_NEAR(lse[i], ref_lse, 1e-5 * std::max(1.0, std::fabs(ref_lse)));
+    double ref_entropy = 0.0;
+    for (int64_t j = 0; j < c.vocab; ++j) {
+      const double x = double(row[j]) / c.temperature;
+      ref_entropy -= std::exp(x - ref_lse) * (x - ref_lse);
+    }
+    EXPECT_NEAR(ent[i], ref_entropy, 2e-5 * std::max(1.0, std::fabs(ref_lse))) << "token " << i;
     for (int64_t j = 0; j < c.vocab; ++j) {
       const double p = std::exp(double(row[j]) / c.temperature - ref_lse);
       const double ref_g = double(grad_out[i]) * ((j == targets[i] ? 1.0 : 0.0) - p) / c.temperature;

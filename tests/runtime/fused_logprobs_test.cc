@@ -99,6 +99,24 @@ TEST(FusedLogprobsTest, NoGradModeGivesPlainLogprobs) {
             1e-5);
 }
 
+TEST(FusedLogprobsTest, EntropyMatchesSoftmaxEntropyAndLeavesGradientUnchanged) {
+  torch::manual_seed(5);
+  const torch::Tensor h0 = torch::randn({9, 12});
+  const torch::Tensor w0 = torch::randn({777, 12});
+  const torch::Tensor targets = torch::randint(0, 777, {9}, torch::kLong);
+  const double temperature = 0.8;
+  auto h = h0.clone().requires_grad_(true);
+  auto out = fused_token_logprobs_entropy(h, w0, targets, temperature, 100);
+  auto logp_all = torch::log_softmax(h0.matmul(w0.t()) / temperature, -1);
+  auto want_entropy = -(logp_all.exp() * logp_all).sum(-1);
+  EXPECT_LE(max_abs_diff(out.entropy, want_entropy), 1e-4);
+  EXPECT_FALSE(out.entropy.requires_grad());
+  out.logprobs.sum().backward();
+  auto h_plain = h0.clone().requires_grad_(true);
+  fused_token_logprobs(h_plain, w0, targets, temperature, 100).sum().backward();
+  EXPECT_LE(max_abs_diff(h.grad(), h_plain.grad()), 1e-7);
+}
+
 // Counts the bytes live in LibTorch's CPU allocator and their high-water mark. Installed with
 // c10::SetCPUAllocator for the duration of a measurement; each allocation carries its own context,
 // so blocks freed after the measurement still return to the allocator they came from.

@@ -1,7 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <torch/torch.h>
 
 #include "runtime/checkpoint.h"
 #include "runtime/trainer.h"
@@ -115,6 +122,197 @@ TEST(TrainerTest, CheckpointRoundTripRestoresWeightsAndContinuesIdentically) {
   for (const auto& e : std::filesystem::directory_iterator(dir + "/checkpoints")) count += !e.path().empty();
   EXPECT_EQ(count, 2);
   EXPECT_EQ((*latest_checkpoint(dir))->step, 6);
+  std::filesystem::remove_all(dir);
+}
+
+// A draw from LibTorch's default CPU generator (part of the checkpointed state).
+float random_probe() { return torch::rand({1}).item<float>(); }
+
+// Samples of different prompt and response lengths, so packing and normalisers matter.
+std::vector<TrainSample> ragged_batch(int n) {
+  std::vector<TrainSample> b;
+  for (int i = 0; i < n; ++i) {
+    TrainSample s;
+    for (int k = 0; k <= i % 3; ++k) s.prompt_ids.push_back(1 + (i + k) % 20);
+    for (int k = 0; k < 2 + (i * 5) % 7; ++k) {
+      s.response_ids.push_back(3 + (i * 7 + k * 3) % 22);
+      s.behaviour_logprobs.push_back(-3.0f - 0.05f * static_cast<float>((i + k) % 5));
+    }
+    s.advantage = static_cast<float>((i % 4) - 1.5) / 1.5f;
+    b.push_back(s);
+  }
+  return b;
+}
+
+double max_weight_diff(const Trainer& a, const Trainer& b) {
+  WeightBlob x = a.export_weights(), y = b.export_weights();
+  EXPECT_EQ(x.bytes.size(), y.bytes.size());
+  const float* p = reinterpret_cast<const float*>(x.bytes.data());
+  const float* q = reinterpret_cast<const float*>(y.bytes.data());
+  double d = 0;
+  for (size_t i = 0; i < x.bytes.size() / sizeof(float); ++i) d = std::max(d, std::fabs(double(p[i]) - q[i]));
+  return d;
+}
+
+TEST(TrainerTest, MicroBatchesGiveTheUpdateOfTheWholeBatch) {
+  for (const char* aggregation : {"seq_mean", "token_mean", "seq_sum_norm"}) {
+    SCOPED_TRACE(aggregation);
+    OptimizerOptions whole_opts;
+    whole_opts.lr = 1e-2;
+    OptimizerOptions micro_opts = whole_opts;
+    micro_opts.micro_batch_tokens = 24;  // a few sequences per pass
+    auto whole = std::move(Trainer::create(tiny(), whole_opts, 3).value());
+    auto micro = std::move(Trainer::create(tiny(), micro_opts, 3).value());
+    GrpoOptions g;
+    g.aggregation = aggregation;
+    g.kl_coef = 0.05;
+    auto batch = ragged_batch(10);
+    for (int step = 0; step < 3; ++step) {
+      auto a = whole->grpo_step(batch, g);
+      auto b = micro->grpo_step(batch, g);
+      ASSERT_TRUE(a.ok() && b.ok());
+      EXPECT_EQ(a->micro_batches, 1);
+      EXPECT_GT(b->micro_batches, 2);
+      EXPECT_NEAR(a->loss, b->loss, 1e-5);
+      EXPECT_NEAR(a->entropy, b->entropy, 1e-5);
+      EXPECT_NEAR(a->grad_norm, b->grad_norm, 1e-5 * std::max(1.0, a->grad_norm));
+      EXPECT_EQ(a->tokens, b->tokens);
+    }
+    EXPECT_LE(max_weight_diff(*whole, *micro), 1e-5);
+  }
+}
+
+// An in-process sum all-reduce for `world` threads (the unit-test stand-in for the ZeroMQ ring).
+class ThreadReducer {
+ public:
+  explicit ThreadReducer(int world) : world_(world) {}
+  Status reduce(float* data, size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const int gen = generation_;
+    if (arrived_ == 0) sum_.assign(n, 0.0f);
+    for (size_t i = 0; i < n; ++i) sum_[i] += data[i];
+    if (++arrived_ == world_) {
+      arrived_ = 0;
+      result_ = sum_;
+      ++generation_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return generation_ != gen; });
+    }
+    std::memcpy(data, result_.data(), n * sizeof(float));
+    return ok_status();
+  }
+
+ private:
+  int world_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0, generation_ = 0;
+  std::vector<float> sum_, result_;
+};
+
+TEST(TrainerTest, ShardsWithAGradientReducerMatchOneTrainerOnTheWholeBatch) {
+  OptimizerOptions o;
+  o.lr = 1e-3;
+  auto single = std::move(Trainer::create(tiny(), o, 5).value());
+  std::vector<std::unique_ptr<Trainer>> replicas;
+  for (int r = 0; r < 2; ++r) replicas.push_back(std::move(Trainer::create(tiny(), o, 5).value()));
+  ThreadReducer reducer(2);
+  for (auto& t : replicas) t->set_gradient_reducer([&](float* d, size_t n) { return reducer.reduce(d, n); });
+  GrpoOptions g;
+  g.kl_coef = 0.05;
+  auto batch = ragged_batch(9);
+  const BatchTotals totals = batch_totals(batch);
+  for (int step = 0; step < 3; ++step) {
+    auto want = single->grpo_step(batch, g);
+    ASSERT_TRUE(want.ok());
+    std::vector<StatusOr<StepStats>> got(2, StatusOr<StepStats>(internal_error("not run")));
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r) {
+      threads.emplace_back([&, r] {
+        std::vector<TrainSample> shard;
+        for (size_t i = static_cast<size_t>(r); i < batch.size(); i += 2) shard.push_back(batch[i]);
+        got[static_cast<size_t>(r)] = replicas[static_cast<size_t>(r)]->grpo_step(shard, g, &totals);
+      });
+    }
+    for (auto& th : threads) th.join();
+    for (auto& s : got) {
+      ASSERT_TRUE(s.ok()) << s.status();
+      EXPECT_NEAR(s->loss, want->loss, 1e-5);
+      EXPECT_EQ(s->tokens, want->tokens);
+    }
+    EXPECT_LE(max_weight_diff(*single, *replicas[0]), 1e-5) << "after step " << step;
+  }
+  EXPECT_EQ(replicas[0]->export_weights().bytes, replicas[1]->export_weights().bytes);
+}
+
+TEST(TrainerTest, StopAndResumeFromACheckpointIsBitExact) {
+  Trainer::set_deterministic(true);
+  const std::string dir = ::testing::TempDir() + "/grpo_resume_test";
+  std::filesystem::remove_all(dir);
+  OptimizerOptions o;
+  o.lr = 5e-3;
+  o.warmup_steps = 2;
+  o.schedule = "cosine";
+  o.total_steps = 8;
+  o.micro_batch_tokens = 30;
+  o.weight_decay = 0.01;
+  GrpoOptions g;
+  g.kl_coef = 0.02;
+  auto batch_at = [](int step) {
+    auto b = ragged_batch(6 + step % 3);
+    for (auto& s : b) s.advantage *= (step % 2 ? -1.0f : 1.0f);
+    return b;
+  };
+  const int n = 8;
+  auto straight = std::move(Trainer::create(tiny(), o, 21).value());
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(straight->grpo_step(batch_at(i), g).ok());
+  const float after_straight = random_probe();
+
+  auto first = std::move(Trainer::create(tiny(), o, 21).value());
+  for (int i = 0; i < n / 2; ++i) ASSERT_TRUE(first->grpo_step(batch_at(i), g).ok());
+  CheckpointInfo info;
+  info.step = n / 2;
+  info.buffer_cursor = 123;
+  ASSERT_TRUE(save_checkpoint(*first, dir, info, 3).ok());
+  first.reset();  // stop
+  // Resume in a fresh trainer (different seed, different random init, a different RNG position).
+  auto resumed = std::move(Trainer::create(tiny(), o, 777).value());
+  random_probe();
+  auto latest = latest_checkpoint(dir);
+  ASSERT_TRUE(latest.ok() && latest->has_value());
+  EXPECT_EQ((*latest)->buffer_cursor, 123u);
+  ASSERT_TRUE(load_checkpoint(*resumed, **latest).ok());
+  EXPECT_EQ(resumed->optimizer_step(), n / 2);
+  for (int i = n / 2; i < n; ++i) ASSERT_TRUE(resumed->grpo_step(batch_at(i), g).ok());
+  EXPECT_EQ(resumed->export_weights().bytes, straight->export_weights().bytes)
+      << "max difference " << max_weight_diff(*resumed, *straight);
+  EXPECT_EQ(random_probe(), after_straight) << "the RNG state was not restored";
+  // The model part is a Hugging Face checkpoint.
+  EXPECT_TRUE(std::filesystem::exists((*latest)->path + "/config.json"));
+  EXPECT_TRUE(std::filesystem::exists((*latest)->path + "/model.safetensors"));
+  std::filesystem::remove_all(dir);
+  Trainer::set_deterministic(false);
+}
+
+TEST(TrainerTest, ACorruptCheckpointIsAnErrorAndChangesNothing) {
+  const std::string dir = ::testing::TempDir() + "/grpo_corrupt_ckpt_test";
+  std::filesystem::remove_all(dir);
+  auto a = std::move(Trainer::create(tiny(), OptimizerOptions{}, 1).value());
+  ASSERT_TRUE(a->grpo_step(batch(), GrpoOptions{}).ok());
+  CheckpointInfo info;
+  info.step = 1;
+  ASSERT_TRUE(save_checkpoint(*a, dir, info, 1).ok());
+  auto latest = *latest_checkpoint(dir);
+  {
+    std::filesystem::resize_file(latest->path + "/state.safetensors", 20);
+  }
+  auto b = std::move(Trainer::create(tiny(), OptimizerOptions{}, 2).value());
+  WeightBlob before = b->export_weights();
+  Status st = load_checkpoint(*b, *latest);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("state.safetensors"), std::string::npos) << st;
+  EXPECT_EQ(b->export_weights().bytes, before.bytes);
   std::filesystem::remove_all(dir);
 }
 
