@@ -6,6 +6,11 @@
 // same write batch that advances the cursor to s (exactly once), then sent. A request that cannot be
 // served yet is parked until enough groups arrive. Groups older than the window are evicted and
 // reported to the coordinator so that admission accounts for them.
+// Dynamic sampling (grpo.dynamic_sampling, DAPO): a group whose rewards are all equal has zero
+// advantage everywhere and teaches nothing, so on arrival it is discarded (evicted, reported to the
+// coordinator as retired, which lets admission lease a fresh prompt in its place) until
+// grpo.max_dropped x groups_per_step have been dropped since the last batch was served; past that
+// cap such groups are kept and fill the batch. The batch tells the learner how many were dropped.
 #include <optional>
 
 #include "actors/roles.h"
@@ -21,12 +26,47 @@ struct BufferState {
   std::unique_ptr<Peers> peers;
   std::optional<cluster::TrainBatchRequest> parked;
   uint64_t evicted = 0;
+  uint64_t dropped = 0;             // by dynamic sampling, since start
+  uint64_t dropped_this_step = 0;   // since the last served batch
   uint64_t duplicates = 0;
   uint64_t bad_messages = 0;
   static inline const char* name = "buffer";
 };
 
 using Self = caf::stateful_actor<BufferState>;
+
+void report_retired(Self* self) {
+  auto& s = self->state;
+  cluster::Heartbeat hb;
+  hb.role = "buffer";
+  hb.groups_retired = s.evicted + s.dropped;
+  hb.timestamp_ms = now_ms();
+  (void)s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
+}
+
+bool rewards_all_equal(const cluster::ScoredGroup& g) {
+  for (const auto& r : g.rewards)
+    if (r.total != g.rewards.front().total) return false;
+  return true;
+}
+
+// Dynamic sampling: drops a freshly stored group without learning signal, within the step's cap.
+void maybe_drop(Self* self, const cluster::ScoredGroup& sg) {
+  auto& s = self->state;
+  const auto& st = s.ctx.settings;
+  if (!st.dynamic_sampling || sg.rewards.empty() || !rewards_all_equal(sg)) return;
+  const uint64_t cap = static_cast<uint64_t>(st.max_dropped) * static_cast<uint64_t>(st.groups_per_step);
+  if (s.dropped_this_step >= cap) return;
+  auto n = s.store->discard({sg.rollout.group_id});
+  if (!n.ok()) {
+    GRPO_LOG(kError) << "buffer: discarding group " << sg.rollout.group_id << " failed: " << n.status();
+    return;
+  }
+  if (*n == 0) return;
+  ++s.dropped;
+  ++s.dropped_this_step;
+  report_retired(self);
+}
 
 void try_serve(Self* self) {
   auto& s = self->state;
@@ -36,11 +76,7 @@ void try_serve(Self* self) {
   if (evicted.ok() && *evicted > 0) {
     s.evicted += *evicted;
     GRPO_LOG(kInfo) << "buffer: evicted " << *evicted << " groups older than version " << req.min_version;
-    cluster::Heartbeat hb;
-    hb.role = "buffer";
-    hb.groups_retired = s.evicted;
-    hb.timestamp_ms = now_ms();
-    (void)s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
+    report_retired(self);
   }
   auto groups = s.store->peek(req.min_version, static_cast<size_t>(req.num_groups));
   if (!groups.ok()) {
@@ -50,6 +86,7 @@ void try_serve(Self* self) {
   if (static_cast<int32_t>(groups->size()) < req.num_groups) return;
   cluster::TrainBatch batch;
   batch.step = req.step;
+  batch.dropped = s.dropped_this_step;
   std::vector<uint64_t> ids;
   for (const auto& g : *groups) {
     cluster::ScoredGroup sg;
@@ -67,6 +104,7 @@ void try_serve(Self* self) {
     return;
   }
   s.parked.reset();
+  s.dropped_this_step = 0;
   st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "learner", static_cast<int>(req.learner_id)), batch);
   if (send_failed(st)) GRPO_LOG(kError) << "buffer: batch for step " << req.step << " not sent: " << st;
 }
@@ -88,6 +126,7 @@ void on_wire(Self* self, const std::string& bytes) {
       return;
     }
     if (!*stored) ++s.duplicates;
+    else maybe_drop(self, sg);
     try_serve(self);
   } else if (*kind == cluster::MessageKind::kTrainBatchRequest) {
     cluster::TrainBatchRequest req;

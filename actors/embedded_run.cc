@@ -108,6 +108,7 @@ int run_embedded(const Config& config) {
     out << "# resolved configuration of this run (source: " << config.source() << ")\n" << config.dump();
   }
   int threads = runtime::set_compute_threads(st.threads);
+  runtime::Trainer::set_deterministic(st.deterministic);
   GRPO_LOG(kInfo) << "run directory " << st.run_dir << ", " << threads << " compute thread(s)";
 
   // Policy: resume, or cold-start SFT.
@@ -179,6 +180,26 @@ int run_embedded(const Config& config) {
     }
   }
 
+  // Data-parallel learners 1..L-1 start from the newest checkpoint (written right after SFT on a
+  // fresh run), which holds exactly learner 0's state: same weights, reference and optimiser.
+  std::vector<std::shared_ptr<runtime::Trainer>> replicas;
+  if (st.learners > 1) {
+    auto newest = runtime::latest_checkpoint(st.run_dir);
+    if (!newest.ok() || !newest->has_value()) {
+      std::fprintf(stderr, "error: no checkpoint to start the data-parallel learners from\n");
+      return 1;
+    }
+    for (int r = 1; r < st.learners; ++r) {
+      auto t = runtime::Trainer::create(model_cfg, st.grpo_optimizer, st.seed);
+      Status s = t.ok() ? runtime::load_checkpoint(**t, **newest) : t.status();
+      if (!s.ok()) {
+        std::fprintf(stderr, "error: learner %d: %s\n", r, s.message().c_str());
+        return 1;
+      }
+      replicas.push_back(std::move(t).value());
+    }
+  }
+
   // Durable state: buffer and coordinator stores; the buffer rewinds to the checkpoint's step so
   // groups consumed after it are trained on again (exactly once across the restart).
   auto store_or = storage::RolloutStore::open(st.run_dir + "/buffer", {st.buffer_sync_writes});
@@ -222,8 +243,10 @@ int run_embedded(const Config& config) {
     for (int i = 0; i < run.generators; ++i) actors.push_back(spawn_generator(sys, ctx, i));
     caf::actor learner = spawn_learner(sys, ctx, 0, trainer, static_cast<uint64_t>(step), sft_pass);
     actors.push_back(learner);
+    for (int r = 1; r < run.learners; ++r)
+      actors.push_back(spawn_learner(sys, ctx, r, replicas[static_cast<size_t>(r - 1)], static_cast<uint64_t>(step), sft_pass));
     GRPO_LOG(kInfo) << "embedded run: 1 coordinator, 1 buffer, 1 broadcaster, " << run.verifiers
-                    << " verifier(s), " << run.generators << " generator(s), 1 learner; GRPO steps "
+                    << " verifier(s), " << run.generators << " generator(s), " << run.learners << " learner(s); GRPO steps "
                     << step << " -> " << st.grpo_steps << ", G=" << st.group_size << ", "
                     << st.groups_per_step << " groups/step, max_staleness " << st.max_staleness;
     supervisor->send(learner, start_atom::value);

@@ -8,12 +8,20 @@
 // logprobs and the frozen SFT reference, AdamW; then version step+1 goes to the broadcaster as a
 // manifest plus checksummed chunks, the coordinator hears the new step, a progress line is logged
 // and a JSONL record appended to <run_dir>/metrics.jsonl. Detached: a step blocks its own thread.
+//
+// Data parallelism (learner.replicas = L > 1): learner 0 asks the buffer for each batch and
+// forwards it to learners 1..L-1. Every learner computes the advantages and the whole batch's
+// normalisers, takes its share of the samples (a deterministic partition balanced by tokens), and
+// runs the step with its gradients summed across the L by a ring all-reduce over ZeroMQ
+// (cluster/allreduce.h), so all L apply the same update and stay identical. Learner 0 alone
+// publishes weights, writes metrics and checkpoints.
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "actors/roles.h"
 #include "actors/wire.h"
+#include "cluster/allreduce.h"
 #include "kernels/cpu/advantages.h"
 #include "runtime/checkpoint.h"
 
@@ -32,6 +40,7 @@ struct LearnerState {
   std::shared_ptr<runtime::Trainer> trainer;
   std::unique_ptr<cluster::Mailbox> mailbox;
   std::unique_ptr<Peers> peers;
+  std::shared_ptr<cluster::RingAllReduce> ring;  // L > 1 only
   uint64_t step = 0;
   int64_t last_checkpoint = -1;
   double sft_pass_at_1 = -1;
@@ -87,6 +96,7 @@ void checkpoint(Self* self) {
   runtime::CheckpointInfo info;
   info.step = static_cast<int64_t>(s.step);
   info.sft_pass_at_1 = s.sft_pass_at_1;
+  info.buffer_cursor = s.step;  // the buffer's consume cursor is the last learner step
   Status st = runtime::save_checkpoint(*s.trainer, s.ctx.settings.run_dir, info, s.ctx.settings.checkpoint_keep);
   if (!st.ok()) {
     GRPO_LOG(kError) << "learner: checkpoint at step " << s.step << " failed: " << st;
@@ -100,16 +110,49 @@ void finish(Self* self, const std::string& why) {
   auto& s = self->state;
   if (s.finished) return;
   s.finished = true;
+  if (s.id != 0) {
+    if (why.rfind("failed", 0) == 0) self->send(s.ctx.supervisor, done_atom::value, std::string("learner"), why);
+    return;
+  }
   checkpoint(self);
   self->send(s.ctx.supervisor, done_atom::value, std::string("learner"), why);
 }
 
-void train(Self* self, const cluster::TrainBatch& batch) {
+// This learner's share of a batch: samples sorted longest first go, one by one, to the learner
+// with the fewest tokens so far (ties to the lowest id). The same on every learner.
+std::vector<runtime::TrainSample> shard_of(const std::vector<runtime::TrainSample>& all, int id, int world) {
+  if (world <= 1) return all;
+  std::vector<size_t> order(all.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto len = [&](size_t i) { return all[i].prompt_ids.size() + all[i].response_ids.size(); };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return len(a) > len(b); });
+  std::vector<size_t> load(static_cast<size_t>(world), 0);
+  std::vector<size_t> mine;
+  for (size_t i : order) {
+    size_t best = 0;
+    for (size_t r = 1; r < load.size(); ++r)
+      if (load[r] < load[best]) best = r;
+    load[best] += len(i);
+    if (static_cast<int>(best) == id) mine.push_back(i);
+  }
+  std::sort(mine.begin(), mine.end());
+  std::vector<runtime::TrainSample> out;
+  for (size_t i : mine) out.push_back(all[i]);
+  return out;
+}
+
+void train(Self* self, const cluster::TrainBatch& batch, const std::string& bytes) {
   auto& s = self->state;
   const auto& st = s.ctx.settings;
   if (batch.step != s.step + 1) {
-    GRPO_LOG(kWarn) << "learner: ignoring a batch for step " << batch.step << " at step " << s.step;
+    GRPO_LOG(kWarn) << "learner " << s.id << ": ignoring a batch for step " << batch.step << " at step " << s.step;
     return;
+  }
+  if (s.id == 0) {  // the other data-parallel learners train on the same batch
+    for (int r = 1; r < st.learners; ++r) {
+      Status fwd = s.peers->send(endpoint_of(st.endpoint_prefix, "learner", r), bytes);
+      if (send_failed(fwd)) GRPO_LOG(kError) << "learner: batch for step " << batch.step << " not forwarded to learner " << r << ": " << fwd;
+    }
   }
   // Flatten groups; advantages are computed per group.
   std::vector<runtime::TrainSample> samples;
@@ -144,18 +187,20 @@ void train(Self* self, const cluster::TrainBatch& batch) {
                               advantage_mode(st.advantage), 1e-4f, advantages.data() + first);
   }
   for (size_t i = 0; i < samples.size(); ++i) samples[i].advantage = advantages[i];
-  if (samples.empty()) {
-    GRPO_LOG(kWarn) << "learner: batch for step " << batch.step << " holds no usable sample";
-    request_batch(self);
+  if (samples.empty()) {  // the same on every learner: none of them steps
+    GRPO_LOG(kWarn) << "learner " << s.id << ": batch for step " << batch.step << " holds no usable sample";
+    if (s.id == 0) request_batch(self);
     return;
   }
-  auto stats = s.trainer->grpo_step(samples, st.grpo);
+  const runtime::BatchTotals totals = runtime::batch_totals(samples);
+  auto stats = s.trainer->grpo_step(shard_of(samples, s.id, st.learners), st.grpo, &totals);
   if (!stats.ok()) {
-    GRPO_LOG(kError) << "learner: step " << batch.step << " failed: " << stats.status();
+    GRPO_LOG(kError) << "learner " << s.id << ": step " << batch.step << " failed: " << stats.status();
     finish(self, "failed: " + stats.status().to_string());
     return;
   }
   s.step = batch.step;
+  if (s.id != 0) return;
   auto now = std::chrono::steady_clock::now();
   double secs = std::chrono::duration<double>(now - s.last_step_end).count();
   s.last_step_end = now;
@@ -166,11 +211,13 @@ void train(Self* self, const cluster::TrainBatch& batch) {
   char line[512];
   std::snprintf(line, sizeof(line),
                 "step %4llu/%lld | reward %.3f | acc %.3f | len %.1f | kl %.4f | version %llu | "
-                "staleness %.2f (max %llu) | %.0f tok/s%s",
+                "staleness %.2f (max %llu) | %.0f tok/s%s%s",
                 static_cast<unsigned long long>(s.step), static_cast<long long>(st.grpo_steps),
                 reward_sum / dn, acc_sum / dn, len_sum / dn, stats->kl,
                 static_cast<unsigned long long>(s.step), stale_sum / dn,
-                static_cast<unsigned long long>(stale_max), tok_s, stats->skipped ? " | SKIPPED (non-finite)" : "");
+                static_cast<unsigned long long>(stale_max), tok_s,
+                batch.dropped > 0 ? (" | dropped " + std::to_string(batch.dropped) + " equal-reward groups").c_str() : "",
+                stats->skipped ? " | SKIPPED (non-finite)" : "");
   GRPO_LOG(kInfo) << line;
   nlohmann::json rec = {{"step", s.step}, {"reward_mean", reward_sum / dn}, {"accuracy", acc_sum / dn},
                         {"format", fmt_sum / dn}, {"language", lang_sum / dn}, {"length_reward", overlong_sum / dn},
@@ -181,7 +228,9 @@ void train(Self* self, const cluster::TrainBatch& batch) {
                         {"is_weight_max", stats->weight_max}, {"is_capped_fraction", stats->weight_capped_fraction},
                         {"lr", stats->lr}, {"policy_version", s.step},
                         {"staleness_mean", stale_sum / dn}, {"staleness_max", stale_max},
-                        {"tokens_per_s", tok_s}, {"skipped", stats->skipped}, {"time_ms", now_ms()}};
+                        {"tokens_per_s", tok_s}, {"skipped", stats->skipped},
+                        {"micro_batches", stats->micro_batches}, {"groups_dropped", batch.dropped},
+                        {"learners", st.learners}, {"time_ms", now_ms()}};
   s.metrics << rec.dump() << "\n";
   s.metrics.flush();
   if (s.step >= static_cast<uint64_t>(st.grpo_steps)) return finish(self, "completed");
@@ -198,8 +247,8 @@ caf::behavior learner_actor(Self* self, RoleContext ctx, int id, std::shared_ptr
   s.step = step;
   s.last_checkpoint = static_cast<int64_t>(step);
   s.sft_pass_at_1 = sft_pass_at_1;
-  s.metrics.open(s.ctx.settings.run_dir + "/metrics.jsonl", std::ios::app);
-  if (!s.metrics) {
+  if (id == 0) s.metrics.open(s.ctx.settings.run_dir + "/metrics.jsonl", std::ios::app);
+  if (id == 0 && !s.metrics) {
     self->send(s.ctx.supervisor, done_atom::value, std::string("learner"),
                "failed: cannot open " + s.ctx.settings.run_dir + "/metrics.jsonl");
     self->quit();
@@ -209,10 +258,26 @@ caf::behavior learner_actor(Self* self, RoleContext ctx, int id, std::shared_ptr
     self->quit();
     return {};
   }
+  if (s.ctx.settings.learners > 1) {
+    std::vector<std::string> ring;
+    for (int r = 0; r < s.ctx.settings.learners; ++r)
+      ring.push_back(endpoint_of(s.ctx.settings.endpoint_prefix, "learner-ring", r));
+    auto made = cluster::RingAllReduce::create(s.ctx.transport, id, ring);
+    if (!made.ok()) {
+      self->send(s.ctx.supervisor, done_atom::value, std::string("learner"),
+                 "failed: gradient ring of learner " + std::to_string(id) + ": " + made.status().to_string());
+      self->quit();
+      return {};
+    }
+    s.ring = std::move(made).value();
+    auto ring_ptr = s.ring;
+    s.trainer->set_gradient_reducer([ring_ptr](float* data, size_t n) { return ring_ptr->all_reduce_sum(data, n); });
+  }
   GRPO_LOG(kInfo) << "learner " << id << ": up at step " << step;
   return {
       [self](start_atom) {
         auto& s = self->state;
+        if (s.id != 0) return;  // learners 1..L-1 wait for the batches learner 0 forwards
         s.last_step_end = std::chrono::steady_clock::now();
         publish(self);
         announce(self);
@@ -225,7 +290,7 @@ caf::behavior learner_actor(Self* self, RoleContext ctx, int id, std::shared_ptr
         if (s.finished) return;
         cluster::TrainBatch batch;
         if (!decode_or_report("learner", bytes, &batch, &s.bad_messages)) return;
-        train(self, batch);
+        train(self, batch, bytes);
       },
   };
 }

@@ -11,6 +11,8 @@ const ConfigSchema& run_schema() {
     s.add({"run.seed", T::kInt, "1", 0, 1e15, "seed of model init and sampling"});
     s.add({"run.threads", T::kInt, "1", 1, 256, "LibTorch intra-op threads (1 is fastest for the demo model)"});
     s.add({"run.log_level", T::kString, "\"info\"", 0, 0, "log level", {"debug", "info", "warn", "error"}});
+    s.add({"run.deterministic", T::kBool, "false", 0, 0,
+           "deterministic LibTorch algorithms: a learner stopped and resumed from a checkpoint ends in the same weights as one run straight"});
     s.add({"run.endpoint_prefix", T::kString, "\"inproc://grpo\"", 0, 0, "ZeroMQ endpoint prefix of the roles' mailboxes"});
     // [model]
     s.add({"model.dim", T::kInt, "128", 8, 65536, "hidden size"});
@@ -46,6 +48,8 @@ const ConfigSchema& run_schema() {
     s.add({"grpo.max_staleness", T::kInt, "1", 0, 1000, "k: a sample's weights are at most k versions behind the learner"});
     s.add({"grpo.lr", T::kDouble, "3e-5", 0, 1, "learning rate"});
     s.add({"grpo.warmup_steps", T::kInt, "5", 0, 1e9, "linear warmup"});
+    s.add({"grpo.lr_schedule", T::kString, "\"constant\"", 0, 0, "after the warmup: constant, or cosine down to grpo.min_lr_ratio x lr at grpo.steps", {"constant", "cosine"}});
+    s.add({"grpo.min_lr_ratio", T::kDouble, "0.1", 0, 1, "cosine floor as a fraction of grpo.lr"});
     s.add({"grpo.weight_decay", T::kDouble, "0.0", 0, 1, "AdamW weight decay"});
     s.add({"grpo.max_grad_norm", T::kDouble, "1.0", 0, 1e9, "global gradient-norm clip"});
     s.add({"grpo.clip_eps", T::kDouble, "0.2", 0, 10, "ratio clip epsilon"});
@@ -62,6 +66,10 @@ const ConfigSchema& run_schema() {
            "off-policy correction: behaviour (ratio to the behaviour policy) or decoupled (PPO ratio to the "
            "proximal policy times a behaviour importance weight)", {"behaviour", "decoupled"}});
     s.add({"grpo.is_cap", T::kDouble, "0", 0, 1e6, "decoupled: truncation cap of the importance weight (0: none)"});
+    s.add({"grpo.dynamic_sampling", T::kBool, "false", 0, 0,
+           "DAPO dynamic sampling: groups whose rewards are all equal (no learning signal) are dropped and the batch is refilled with fresh groups"});
+    s.add({"grpo.max_dropped", T::kInt, "4", 0, 1000,
+           "dynamic sampling: at most this many x groups_per_step groups dropped per learner step; past it, equal-reward groups fill the batch"});
     s.add({"grpo.temperature", T::kDouble, "1.0", 0.01, 10, "sampling temperature of rollouts"});
     s.add({"grpo.top_p", T::kDouble, "1.0", 0.01, 1, "nucleus sampling of rollouts"});
     s.add({"grpo.max_new_tokens", T::kInt, "48", 1, 1 << 20, "response length cap"});
@@ -97,7 +105,10 @@ const ConfigSchema& run_schema() {
            "re-runs of a sample whose scorer failed for infrastructure reasons (sandbox); wrong answers are never retried"});
     s.add({"verifier.quarantine_after", T::kInt, "2", 1, 100,
            "timeouts or crashes of one sample (response + gold) after which it scores 0 without running"});
-    s.add({"learner.replicas", T::kInt, "1", 1, 1, "learner actors (data parallelism comes with the learner issue)"});
+    s.add({"learner.replicas", T::kInt, "1", 1, 64,
+           "data-parallel learners: each trains on its share of every batch and gradients are summed by a ring all-reduce over ZeroMQ"});
+    s.add({"learner.micro_batch_tokens", T::kInt, "0", 0, 1e12,
+           "padded tokens per forward/backward pass (gradient accumulation over a step's micro-batches); 0: a whole batch at once"});
     s.add({"broadcaster.replicas", T::kInt, "1", 1, 1, "broadcaster actors"});
     s.add({"broadcaster.chunk_bytes", T::kInt, "1048576", 1024, 268435456, "weight chunk size"});
     s.add({"buffer.sync_writes", T::kBool, "false", 0, 0, "fsync every buffer write batch"});
@@ -117,6 +128,7 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.threads = static_cast<int>(c.get_int("run.threads"));
   r.log_level = c.get_string("run.log_level");
   r.endpoint_prefix = c.get_string("run.endpoint_prefix");
+  r.deterministic = c.get_bool("run.deterministic");
 
   r.model.dim = c.get_int("model.dim");
   r.model.n_layers = c.get_int("model.layers");
@@ -160,6 +172,11 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.grpo_optimizer.lr = c.get_double("grpo.lr");
   r.grpo_optimizer.warmup_steps = c.get_int("grpo.warmup_steps");
   r.grpo_optimizer.weight_decay = c.get_double("grpo.weight_decay");
+  r.grpo_optimizer.schedule = c.get_string("grpo.lr_schedule");
+  r.grpo_optimizer.min_lr_ratio = c.get_double("grpo.min_lr_ratio");
+  r.grpo_optimizer.total_steps = r.grpo_steps;
+  r.dynamic_sampling = c.get_bool("grpo.dynamic_sampling");
+  r.max_dropped = c.get_int("grpo.max_dropped");
   r.grpo_optimizer.max_grad_norm = c.get_double("grpo.max_grad_norm");
   r.grpo.clip_eps = c.get_double("grpo.clip_eps");
   r.grpo.kl_coef = c.get_double("grpo.kl_coef");
@@ -210,6 +227,8 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.scoring.max_retries = static_cast<int>(c.get_int("verifier.max_retries"));
   r.scoring.quarantine_after = static_cast<int>(c.get_int("verifier.quarantine_after"));
   r.learners = static_cast<int>(c.get_int("learner.replicas"));
+  r.sft_optimizer.micro_batch_tokens = c.get_int("learner.micro_batch_tokens");
+  r.grpo_optimizer.micro_batch_tokens = r.sft_optimizer.micro_batch_tokens;
   r.broadcasters = static_cast<int>(c.get_int("broadcaster.replicas"));
   r.chunk_bytes = static_cast<uint32_t>(c.get_int("broadcaster.chunk_bytes"));
   r.buffer_sync_writes = c.get_bool("buffer.sync_writes");

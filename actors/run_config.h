@@ -26,6 +26,7 @@ struct RunSettings {
   int threads = 1;
   std::string log_level;
   std::string endpoint_prefix;
+  bool deterministic = false;
 
   runtime::ModelConfig model;
 
@@ -49,6 +50,8 @@ struct RunSettings {
   int32_t max_new_tokens = 48;
   runtime::GrpoOptions grpo;
   std::string advantage = "group_norm";  // group_norm | mean_only | rloo
+  bool dynamic_sampling = false;  // DAPO: drop equal-reward groups, refill (the buffer does it)
+  int64_t max_dropped = 4;        // x groups_per_step per step
   runtime::OptimizerOptions grpo_optimizer;
   runtime::RewardWeights reward;  // the demo reward's weights (reward.accuracy_weight, format_weight)
   // reward.kind and the full reward configuration (weights, language, overlong shaping) used by the

@@ -2,6 +2,12 @@
 //   [--threads T] [--json]`: tokens/s of the generation engine next to a plain LibTorch loop that
 // recomputes the whole sequence every step, measured side by side in this run. With --json:
 // {"results": [{"batch": B, "engine_tokens_per_s": x, "baseline_tokens_per_s": y, "speedup": r}]}.
+//
+// `grpo bench learner [--steps N] [--sequences S] [--vocab V] [--tokens N] [--hidden D]
+//   [--no-memory] [--threads T] [--json]`: tokens/s of a GRPO step on the demo model next to a plain
+// LibTorch step (unfused log-softmax), and the peak extra memory of the logprob computation fused vs
+// unfused at V x N. With --json: {"tokens_per_s", "baseline_tokens_per_s", "fused_peak_bytes",
+// "unfused_peak_bytes", ...}.
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -11,6 +17,7 @@
 #include "apps/cli_util.h"
 #include "apps/commands.h"
 #include "runtime/bench_generate.h"
+#include "runtime/bench_learner.h"
 #include "runtime/policy.h"
 
 namespace grpo::apps {
@@ -61,6 +68,58 @@ int run_bench_generate(const BenchArgs& a) {
   return 0;
 }
 
+struct LearnerArgs {
+  runtime::LearnerBenchOptions o;
+  int threads = 0;
+  bool json = false, no_memory = false;
+};
+
+int run_bench_learner(LearnerArgs a) {
+  const int threads = runtime::set_compute_threads(
+      a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  runtime::set_blas_threads(threads);
+  a.o.memory = !a.no_memory;
+  auto r = runtime::bench_learner(a.o);
+  if (!r.ok()) {
+    std::fprintf(stderr, "error: %s\n", r.status().message().c_str());
+    return 2;
+  }
+  const double ratio = r->baseline_tokens_per_s > 0 ? r->tokens_per_s / r->baseline_tokens_per_s : 0;
+  if (a.json) {
+    nlohmann::json j{{"tokens_per_s", r->tokens_per_s},
+                     {"baseline_tokens_per_s", r->baseline_tokens_per_s},
+                     {"speedup", ratio},
+                     {"tokens_per_step", r->tokens_per_step},
+                     {"model_vocab", r->vocab},
+                     {"max_weight_diff", r->max_weight_diff},
+                     {"threads", threads}};
+    if (a.o.memory) {
+      j["fused_peak_bytes"] = r->fused_peak_bytes;
+      j["unfused_peak_bytes"] = r->unfused_peak_bytes;
+      j["memory_vocab"] = a.o.memory_vocab;
+      j["memory_tokens"] = a.o.memory_tokens;
+      j["memory_hidden"] = a.o.memory_hidden;
+    }
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("GRPO step, demo model (dim %lld, %lld layers, vocab %lld), %lld sequences, %lld response tokens/step, %d thread(s)\n",
+              static_cast<long long>(a.o.dim), static_cast<long long>(a.o.layers), static_cast<long long>(r->vocab),
+              static_cast<long long>(a.o.sequences), static_cast<long long>(r->tokens_per_step), threads);
+  std::printf("  grpo learner step   %10.0f tokens/s\n", r->tokens_per_s);
+  std::printf("  plain LibTorch step %10.0f tokens/s   (learner / plain: %.2fx; weights differ by at most %.2g)\n",
+              r->baseline_tokens_per_s, ratio, r->max_weight_diff);
+  if (a.o.memory) {
+    std::printf("logprobs + gradient at vocab %lld x %lld tokens (hidden %lld), peak extra memory:\n",
+                static_cast<long long>(a.o.memory_vocab), static_cast<long long>(a.o.memory_tokens),
+                static_cast<long long>(a.o.memory_hidden));
+    std::printf("  fused   %10.1f MB\n  unfused %10.1f MB   (fused = 1/%.0f of unfused)\n",
+                static_cast<double>(r->fused_peak_bytes) / 1e6, static_cast<double>(r->unfused_peak_bytes) / 1e6,
+                r->fused_peak_bytes > 0 ? static_cast<double>(r->unfused_peak_bytes) / static_cast<double>(r->fused_peak_bytes) : 0.0);
+  }
+  return 0;
+}
+
 }  // namespace
 
 Command add_bench(CLI::App& app) {
@@ -77,7 +136,22 @@ Command add_bench(CLI::App& app) {
   gen->add_option("--device", a->device, "cpu, cuda or cuda:N (default cpu)");
   gen->add_flag("--no-baseline", a->no_baseline, "measure the engine only");
   gen->add_flag("--json", a->json, "print JSON");
-  c.run = [a, gen]() { return gen->parsed() ? run_bench_generate(*a) : 2; };
+  auto l = std::make_shared<LearnerArgs>();
+  auto* learn = c.sub->add_subcommand("learner", "GRPO step vs a plain LibTorch step; fused vs unfused logprob memory");
+  learn->add_option("--steps", l->o.steps, "timed steps per side")->check(CLI::Range(1, 1000));
+  learn->add_option("--sequences", l->o.sequences, "sequences per step (demo: 16 groups x 8)")->check(CLI::Range(1, 1 << 20));
+  learn->add_option("--response-tokens", l->o.response_tokens, "longest response (drawn in [N/2, N])")->check(CLI::Range(1, 1 << 16));
+  learn->add_option("--vocab", l->o.memory_vocab, "vocabulary of the memory measurement")->check(CLI::Range(1, 1 << 24));
+  learn->add_option("--tokens", l->o.memory_tokens, "tokens of the memory measurement")->check(CLI::Range(1, 1 << 24));
+  learn->add_option("--hidden", l->o.memory_hidden, "hidden size of the memory measurement")->check(CLI::Range(1, 1 << 16));
+  learn->add_option("--threads", l->threads, "compute threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  learn->add_flag("--no-memory", l->no_memory, "skip the memory measurement (it needs about 2 x vocab x tokens x 4 bytes)");
+  learn->add_flag("--json", l->json, "print JSON");
+  c.run = [a, gen, l, learn]() {
+    if (gen->parsed()) return run_bench_generate(*a);
+    if (learn->parsed()) return run_bench_learner(*l);
+    return 2;
+  };
   return c;
 }
 

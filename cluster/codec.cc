@@ -109,6 +109,7 @@ void to_wire(const TrainBatchRequest& m, w::TrainBatchRequest::Builder b) {
 
 void to_wire(const TrainBatch& m, w::TrainBatch::Builder b) {
   b.setStep(m.step);
+  b.setDropped(m.dropped);
   auto groups = b.initGroups(static_cast<unsigned>(m.groups.size()));
   for (size_t i = 0; i < m.groups.size(); ++i) to_wire(m.groups[i], groups[static_cast<unsigned>(i)]);
 }
@@ -304,6 +305,7 @@ Status from_wire(w::TrainBatchRequest::Reader r, TrainBatchRequest* m) {
 
 Status from_wire(w::TrainBatch::Reader r, TrainBatch* m) {
   m->step = r.getStep();
+  m->dropped = r.getDropped();
   auto groups = r.getGroups();
   m->groups.clear();
   m->groups.resize(groups.size());

@@ -77,6 +77,7 @@ struct TrainBatchRequest {
 struct TrainBatch {
   step @0 :UInt64;
   groups @1 :List(ScoredGroup);
+  dropped @2 :UInt64;  # groups with all-equal rewards discarded by dynamic sampling this step
 }
 
 struct TensorMeta {

@@ -94,6 +94,7 @@ struct TrainBatchRequest {
 struct TrainBatch {
   uint64_t step = 0;
   std::vector<ScoredGroup> groups;
+  uint64_t dropped = 0;  // groups with all-equal rewards discarded by dynamic sampling this step
 };
 
 struct TensorMeta {

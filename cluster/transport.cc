@@ -94,6 +94,8 @@ std::shared_ptr<Transport> Transport::create(int io_threads) {
 
 Transport::Transport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+void* Transport::context_handle() const { return impl_->context.handle(); }
+
 // Every socket belongs to a Mailbox or Outbox holding a reference to this Transport, so by now all
 // are closed and zmq_ctx_term returns at once.
 Transport::~Transport() = default;

@@ -42,7 +42,11 @@ class Transport {
  private:
   friend class Mailbox;
   friend class Outbox;
+  friend class RingAllReduce;
   struct Impl;
+  // The raw ZeroMQ context handle (zmq_ctx_new's void*), for cluster/ classes that own their
+  // sockets directly (RingAllReduce). Valid for the Transport's lifetime.
+  void* context_handle() const;
   explicit Transport(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -67,8 +67,9 @@ struct Trainer::Impl {
     return options.lr;
   }
 
-  Status validate(const std::vector<TrainSample>& batch, bool with_behaviour) const {
-    if (batch.empty()) return invalid_argument("train: empty batch");
+  // An empty batch is allowed only as a data-parallel shard (whole-batch totals given).
+  Status validate(const std::vector<TrainSample>& batch, bool with_behaviour, const BatchTotals* totals) const {
+    if (batch.empty() && totals == nullptr) return invalid_argument("train: empty batch");
     const int64_t vocab = model->config().vocab_size;
     for (size_t i = 0; i < batch.size(); ++i) {
       const auto& s = batch[i];
@@ -100,6 +101,7 @@ struct Trainer::Impl {
     auto len = [&](size_t i) {
       return static_cast<int64_t>(batch[i].prompt_ids.size() + batch[i].response_ids.size()) - 1;
     };
+    if (order.empty()) return {};
     if (options.micro_batch_tokens <= 0) return {order};
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return len(a) > len(b); });
     std::vector<std::vector<size_t>> out;
@@ -261,7 +263,7 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const ModelConfig& config,
 
 StatusOr<StepStats> Trainer::sft_step(const std::vector<TrainSample>& batch,
                                       const BatchTotals* totals) {
-  GRPO_RETURN_IF_ERROR(impl_->validate(batch, false));
+  GRPO_RETURN_IF_ERROR(impl_->validate(batch, false, totals));
   const BatchTotals whole = totals != nullptr ? *totals : batch_totals(batch);
   try {
     impl_->model->train();
@@ -289,7 +291,7 @@ StatusOr<StepStats> Trainer::grpo_step(const std::vector<TrainSample>& batch,
                                        const GrpoOptions& options, const BatchTotals* totals) {
   if (!(options.temperature > 0)) return invalid_argument("grpo_step: temperature must be > 0");
   GRPO_RETURN_IF_ERROR(validate_objective(options));
-  GRPO_RETURN_IF_ERROR(impl_->validate(batch, true));
+  GRPO_RETURN_IF_ERROR(impl_->validate(batch, true, totals));
   const BatchTotals whole = totals != nullptr ? *totals : batch_totals(batch);
   try {
     impl_->model->train();

@@ -400,6 +400,45 @@ uint64_t RolloutStore::cursor() const {
   return meta_.cursor;
 }
 
+namespace {
+
+// The pending -> evicted transition of one group: record, index and payload, plus the counters.
+template <class Meta, class Batch, class Record>
+Status mark_evicted(uint64_t id, Record& rec, Meta& next, Batch& batch) {
+  if (next.pending == 0) return counter_underflow("pending");
+  if (next.pending_bytes < rec.payload_bytes) return counter_underflow("pending_bytes");
+  next.pending -= 1;
+  next.pending_bytes -= rec.payload_bytes;
+  next.evicted += 1;
+  rec.state = GroupState::kEvicted;
+  batch.put(group_key(id), encode_record(rec));
+  batch.del(pending_key(id));
+  batch.del(payload_key(id));
+  return ok_status();
+}
+
+}  // namespace
+
+StatusOr<size_t> RolloutStore::discard(const std::vector<uint64_t>& group_ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Batch batch;
+  Meta next = meta_;
+  size_t evicted = 0;
+  std::vector<uint64_t> ids(group_ids);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  for (uint64_t id : ids) {
+    GRPO_ASSIGN_OR_RETURN(auto rec, read_record(db_.get(), rocksdb::ReadOptions(), id));
+    if (!rec || rec->state != GroupState::kPending) continue;
+    GRPO_RETURN_IF_ERROR(mark_evicted(id, *rec, next, batch));
+    ++evicted;
+  }
+  if (evicted == 0) return size_t{0};
+  GRPO_RETURN_IF_ERROR(batch.status());
+  GRPO_RETURN_IF_ERROR(commit(batch.get(), next, "discard " + std::to_string(evicted) + " groups"));
+  return evicted;
+}
+
 StatusOr<size_t> RolloutStore::evict_stale(uint64_t min_version) {
   std::lock_guard<std::mutex> lock(mu_);
   Batch batch;
@@ -423,15 +462,7 @@ StatusOr<size_t> RolloutStore::evict_stale(uint64_t min_version) {
       return data_loss("pending index entry " + describe_key(key) +
                        " disagrees with the record of group " + std::to_string(id));
     }
-    if (next.pending == 0) return counter_underflow("pending");
-    if (next.pending_bytes < rec->payload_bytes) return counter_underflow("pending_bytes");
-    next.pending -= 1;
-    next.pending_bytes -= rec->payload_bytes;
-    next.evicted += 1;
-    rec->state = GroupState::kEvicted;
-    batch.put(group_key(id), encode_record(*rec));
-    batch.del(pending_key(id));
-    batch.del(payload_key(id));
+    GRPO_RETURN_IF_ERROR(mark_evicted(id, *rec, next, batch));
     ++evicted;
   }
   GRPO_RETURN_IF_ERROR(from_rocksdb(it->status(), "scan pending groups"));

@@ -115,6 +115,11 @@ class RolloutStore {
   // as a tombstone so a late duplicate put stays a no-op). Returns how many were evicted.
   StatusOr<size_t> evict_stale(uint64_t min_version);
 
+  // Retention: the listed groups that are pending become evicted in one write batch (dynamic
+  // sampling drops groups that carry no learning signal); ids not pending are left alone. Returns
+  // how many were evicted.
+  StatusOr<size_t> discard(const std::vector<uint64_t>& group_ids);
+
   // Retention: deletes the payloads of groups consumed at steps <= min(up_to_step, cursor()); their
   // id tombstones stay. Afterwards rewind() cannot go below that step.
   Status prune_consumed(uint64_t up_to_step);

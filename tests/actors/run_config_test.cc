@@ -37,7 +37,14 @@ TEST(RunConfigTest, CrossKeyChecksNameTheKey) {
   auto length = settings({"grpo.max_new_tokens=200"});
   ASSERT_FALSE(length.ok());
   EXPECT_NE(length.status().message().find("grpo.max_new_tokens"), std::string::npos);
-  EXPECT_FALSE(settings({"learner.replicas=2"}).ok());
+  EXPECT_FALSE(settings({"learner.replicas=65"}).ok());
+  auto dp = settings({"learner.replicas=2", "learner.micro_batch_tokens=512", "grpo.lr_schedule=cosine"});
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  EXPECT_EQ(dp->learners, 2);
+  EXPECT_EQ(dp->grpo_optimizer.micro_batch_tokens, 512);
+  EXPECT_EQ(dp->grpo_optimizer.schedule, "cosine");
+  EXPECT_EQ(dp->grpo_optimizer.total_steps, dp->grpo_steps);
+  EXPECT_FALSE(settings({"grpo.lr_schedule=linear"}).ok());
   auto device = settings({"generator.device=tpu"});
   ASSERT_FALSE(device.ok());
   EXPECT_NE(device.status().message().find("command line: generator.device: device 'tpu'"), std::string::npos)

@@ -58,6 +58,29 @@ TEST(EmbeddedRunTest, RunsEveryRoleWithReplicasAndResumes) {
   fs::remove_all(dir);
 }
 
+TEST(EmbeddedRunTest, DataParallelLearnersDynamicSamplingAndMicroBatches) {
+  std::string dir = ::testing::TempDir() + "/grpo_embedded_dp";
+  fs::remove_all(dir);
+  auto args = tiny_args(dir, 4);
+  for (const char* a : {"learner.replicas=2", "learner.micro_batch_tokens=64", "grpo.dynamic_sampling=true",
+                        "grpo.max_dropped=2", "grpo.lr_schedule=cosine"})
+    args.push_back(a);
+  auto r = run_grpo(args, dir + ".log");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* needle : {"learner 0: up", "learner 1: up", "2 learner(s)", "step    4/4", "pass@1"})
+    EXPECT_NE(r.output.find(needle), std::string::npos) << "missing '" << needle << "' in\n" << r.output;
+  const std::string metrics = read_file(dir + "/metrics.jsonl");
+  EXPECT_EQ(lines_of(dir + "/metrics.jsonl"), 4);  // learner 1 trains but does not write metrics
+  EXPECT_NE(metrics.find("\"learners\":2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"groups_dropped\":"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("\"micro_batches\":1,"), std::string::npos) << "a step ran in one pass: " << metrics;
+  // The checkpoint's model is a Hugging Face checkpoint.
+  EXPECT_TRUE(fs::exists(dir + "/checkpoints/step-00000004/config.json"));
+  EXPECT_TRUE(fs::exists(dir + "/checkpoints/step-00000004/model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir + "/checkpoints/step-00000004/state.safetensors"));
+  fs::remove_all(dir);
+}
+
 TEST(EmbeddedRunTest, SigintCheckpointsAndTheNextRunResumesThere) {
   std::string dir = ::testing::TempDir() + "/grpo_embedded_sigint";
   fs::remove_all(dir);

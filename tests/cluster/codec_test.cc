@@ -105,6 +105,7 @@ TrainBatchRequest sample_train_batch_request() {
 TrainBatch sample_train_batch() {
   TrainBatch m;
   m.step = 1000;
+  m.dropped = 7;
   for (uint64_t g = 0; g < 3; ++g) m.groups.push_back(sample_scored_group(100 + g));
   return m;
 }
@@ -216,6 +217,7 @@ void expect_eq(const TrainBatchRequest& a, const TrainBatchRequest& b) {
 }
 void expect_eq(const TrainBatch& a, const TrainBatch& b) {
   EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.dropped, b.dropped);
   ASSERT_EQ(a.groups.size(), b.groups.size());
   for (size_t i = 0; i < a.groups.size(); ++i) expect_eq(a.groups[i], b.groups[i]);
 }

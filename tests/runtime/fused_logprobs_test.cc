@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "runtime/alloc_counter.h"
+
 namespace grpo::runtime {
 namespace {
 
@@ -117,56 +119,6 @@ TEST(FusedLogprobsTest, EntropyMatchesSoftmaxEntropyAndLeavesGradientUnchanged) 
   EXPECT_LE(max_abs_diff(h.grad(), h_plain.grad()), 1e-7);
 }
 
-// Counts the bytes live in LibTorch's CPU allocator and their high-water mark. Installed with
-// c10::SetCPUAllocator for the duration of a measurement; each allocation carries its own context,
-// so blocks freed after the measurement still return to the allocator they came from.
-class CountingAllocator : public c10::Allocator {
- public:
-  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
-
-  c10::DataPtr allocate(size_t bytes) const override {
-    c10::DataPtr inner = base_->allocate(bytes);
-    void* data = inner.get();
-    const c10::Device device = inner.device();
-    auto* ctx = new Block{std::move(inner), bytes, this};
-    const int64_t now = live_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
-    int64_t peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
-    }
-    return {data, ctx, &CountingAllocator::release, device};
-  }
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
-
-  void reset_peak() { peak_.store(live_.load()); }
-  int64_t live() const { return live_.load(); }
-  int64_t peak() const { return peak_.load(); }
-
- private:
-  struct Block {
-    c10::DataPtr inner;
-    size_t bytes;
-    const CountingAllocator* owner;
-  };
-  static void release(void* ctx) {
-    auto* block = static_cast<Block*>(ctx);
-    block->owner->live_.fetch_sub(static_cast<int64_t>(block->bytes));
-    delete block;
-  }
-
-  c10::Allocator* base_;
-  mutable std::atomic<int64_t> live_{0};
-  mutable std::atomic<int64_t> peak_{0};
-};
-
-// Peak bytes allocated beyond those live at the start, over forward + backward.
-template <typename Fn>
-int64_t peak_extra_bytes(CountingAllocator& counter, Fn&& fn) {
-  counter.reset_peak();
-  const int64_t start = counter.live();
-  fn();
-  return counter.peak() - start;
-}
-
 TEST(FusedLogprobsTest, PeakExtraMemoryIsAFractionOfUnfused) {
   // The figure is V = 151,936 and N = 4,096 (2.5 GB per [N, V] f32 tensor); this is the same
   // measurement at a size a unit test can afford: one [N, V] f32 tensor is 65.5 MB here, one
@@ -183,12 +135,12 @@ TEST(FusedLogprobsTest, PeakExtraMemoryIsAFractionOfUnfused) {
   c10::SetCPUAllocator(&counter, /*priority=*/255);
   ASSERT_EQ(c10::GetCPUAllocator(), &counter);
 
-  const int64_t unfused = peak_extra_bytes(counter, [&] {
+  const int64_t unfused = counter.peak_extra_bytes([&] {
     (reference_logprobs(h, w, targets, 1.0) * upstream).sum().backward();
     h.mutable_grad().reset();
     w.mutable_grad().reset();
   });
-  const int64_t fused = peak_extra_bytes(counter, [&] {
+  const int64_t fused = counter.peak_extra_bytes([&] {
     (fused_token_logprobs(h, w, targets, 1.0, 4096) * upstream).sum().backward();
     h.mutable_grad().reset();
     w.mutable_grad().reset();

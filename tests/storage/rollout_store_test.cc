@@ -291,6 +291,27 @@ TEST(RolloutStoreTest, EvictStaleEvictsOnlyOldPendingGroups) {
   EXPECT_EQ(stats.pending_bytes, payload_of(3).size());
 }
 
+TEST(RolloutStoreTest, DiscardEvictsOnlyTheListedPendingGroups) {
+  TestDir dir;
+  auto store = open_store(dir.path());
+  put_ok(store.get(), 1, 1);
+  put_ok(store.get(), 2, 1);
+  put_ok(store.get(), 3, 1);
+  ASSERT_TRUE(store->consume(1, {3}).ok());
+  auto n = store->discard({2, 3, 2, 99});  // 3 is consumed, 99 unknown, 2 repeated
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(pending_ids(*store), (std::vector<uint64_t>{1}));
+  EXPECT_EQ(state_of(*store, 2), GroupState::kEvicted);
+  EXPECT_EQ(state_of(*store, 3), GroupState::kConsumed);
+  EXPECT_FALSE(*store->put(2, 4, "redelivered"));  // a tombstone: a late duplicate stays dropped
+  const RolloutStoreStats stats = store->stats();
+  EXPECT_EQ(stats.pending, 1u);
+  EXPECT_EQ(stats.evicted, 1u);
+  EXPECT_EQ(stats.pending_bytes, payload_of(1).size());
+  EXPECT_EQ(*store->discard({}), 0u);
+}
+
 TEST(RolloutStoreTest, DuplicatePutAfterEvictionIsNoOp) {
   TestDir dir;
   auto store = open_store(dir.path());
