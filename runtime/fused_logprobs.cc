@@ -4,6 +4,9 @@
 
 #include "base/status.h"
 #include "kernels/cpu/token_logprobs.h"
+#ifdef GRPO_HAVE_CUDA
+#include "kernels/cuda/token_logprobs.h"
+#endif
 
 namespace grpo::runtime {
 namespace {
@@ -17,11 +20,19 @@ void check_inputs(const torch::Tensor& hidden, const torch::Tensor& weight,
   GRPO_CHECK_MSG(targets.dim() == 1 && targets.size(0) == hidden.size(0) &&
                      targets.scalar_type() == torch::kLong,
                  "fused_token_logprobs: targets [N] int64 expected");
-  GRPO_CHECK_MSG(hidden.device().is_cpu() && weight.device().is_cpu() && targets.device().is_cpu(),
-                 "fused_token_logprobs: CPU tensors expected");
+  GRPO_CHECK_MSG(hidden.device() == weight.device() && hidden.device() == targets.device(),
+                 "fused_token_logprobs: hidden, weight and targets must be on one device");
+#ifdef GRPO_HAVE_CUDA
+  GRPO_CHECK_MSG(hidden.device().is_cpu() || hidden.device().is_cuda(),
+                 "fused_token_logprobs: CPU or CUDA tensors expected");
+#else
+  GRPO_CHECK_MSG(hidden.device().is_cpu(),
+                 "fused_token_logprobs: CPU tensors expected (built without CUDA)");
+#endif
   GRPO_CHECK_MSG(temperature > 0.0, "fused_token_logprobs: temperature must be > 0");
   GRPO_CHECK_MSG(chunk >= 1, "fused_token_logprobs: chunk must be >= 1");
-  if (targets.numel() > 0) {
+  // On CUDA the kernel checks the targets on the device (one flag, no [N] copy to the host).
+  if (targets.numel() > 0 && hidden.device().is_cpu()) {
     GRPO_CHECK_MSG(targets.min().item<int64_t>() >= 0 &&
                        targets.max().item<int64_t>() < weight.size(0),
                    "fused_token_logprobs: target out of [0, vocab)");
@@ -33,6 +44,22 @@ void check_inputs(const torch::Tensor& hidden, const torch::Tensor& weight,
 torch::Tensor first_rows(const torch::Tensor& block, int64_t n, int64_t cols) {
   return block.view({-1}).narrow(0, 0, n * cols).view({n, cols});
 }
+
+#ifdef GRPO_HAVE_CUDA
+// The CUDA kernels (kernels/cuda/token_logprobs.h) on LibTorch tensors: a device workspace of one
+// [N, chunk] block, the default stream.
+kernels::CudaLogprobWorkspace cuda_workspace(const torch::Tensor& like, int64_t n, int64_t vocab,
+                                             int64_t chunk, torch::Tensor* keep) {
+  auto bytes = kernels::cuda_token_logprobs_workspace_bytes(n, vocab, chunk);
+  GRPO_CHECK_MSG(bytes.ok(), "fused_token_logprobs: " + bytes.status().to_string());
+  *keep = torch::empty({std::max<int64_t>(*bytes, 1)}, like.options().dtype(torch::kUInt8));
+  return {keep->data_ptr(), *bytes};
+}
+
+void cuda_or_throw(const Status& st) {
+  if (!st.ok()) throw std::runtime_error("fused_token_logprobs (CUDA): " + st.to_string());
+}
+#endif
 
 }  // namespace
 
@@ -47,6 +74,24 @@ torch::autograd::variable_list FusedTokenLogprobs::forward(
   const int64_t n = hidden.size(0);
   const int64_t vocab = weight.size(0);
   const float inv_t = static_cast<float>(1.0 / temperature);
+#ifdef GRPO_HAVE_CUDA
+  if (hidden.is_cuda()) {
+    torch::Tensor keep;
+    auto ws = cuda_workspace(hidden, n, vocab, chunk, &keep);
+    torch::Tensor logprobs = torch::empty({n}, hidden.options());
+    torch::Tensor lse = torch::empty({n}, hidden.options());
+    torch::Tensor entropy = torch::empty({with_entropy ? n : 0}, hidden.options());
+    cuda_or_throw(kernels::cuda_token_logprobs_forward(
+        hidden.data_ptr<float>(), weight.data_ptr<float>(), targets.data_ptr<int64_t>(), n,
+        hidden.size(1), vocab, static_cast<float>(temperature), chunk, logprobs.data_ptr<float>(),
+        lse.data_ptr<float>(), with_entropy ? entropy.data_ptr<float>() : nullptr, ws, nullptr));
+    ctx->mark_non_differentiable({entropy});
+    ctx->save_for_backward({hidden, weight, targets, lse});
+    ctx->saved_data["inv_t"] = static_cast<double>(inv_t);
+    ctx->saved_data["chunk"] = std::min(chunk, std::max<int64_t>(vocab, 1));
+    return {logprobs, entropy};
+  }
+#endif
 
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
   torch::Tensor state = torch::empty({4, n}, f32);
@@ -96,6 +141,21 @@ torch::autograd::variable_list FusedTokenLogprobs::backward(
 
   torch::Tensor grad_hidden = want_hidden ? torch::zeros_like(hidden) : torch::Tensor();
   torch::Tensor grad_weight = want_weight ? torch::empty_like(weight) : torch::Tensor();
+#ifdef GRPO_HAVE_CUDA
+  if (hidden.is_cuda()) {
+    if (want_hidden || want_weight) {
+      torch::Tensor keep;
+      auto ws = cuda_workspace(hidden, n, vocab, step, &keep);
+      cuda_or_throw(kernels::cuda_token_logprobs_backward(
+          hidden.data_ptr<float>(), weight.data_ptr<float>(), targets.data_ptr<int64_t>(), n,
+          hidden.size(1), vocab, static_cast<float>(1.0 / inv_t), step, lse.data_ptr<float>(),
+          grad_out.data_ptr<float>(), want_hidden ? grad_hidden.data_ptr<float>() : nullptr,
+          want_weight ? grad_weight.data_ptr<float>() : nullptr, ws, nullptr));
+    }
+    return {grad_hidden, grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
+  }
+#endif
   if (want_hidden || want_weight) {
     torch::Tensor block = torch::empty({n, step}, hidden.options());
     for (int64_t c0 = 0; c0 < vocab; c0 += step) {

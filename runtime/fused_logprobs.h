@@ -11,6 +11,8 @@
 // Peak extra memory is one [N, chunk] block plus O(N) state, against several [N, V] tensors for the
 // unfused expression (at Qwen2's V = 151,936 and N = 4,096: 2.5 GB per [N, V] f32 tensor).
 //
+// On CUDA tensors (builds with GRPO_HAVE_CUDA) the same function runs on the kernels of
+// kernels/cuda/token_logprobs.h (cuBLAS per chunk + online logsumexp kernels, default stream).
 // Internal to runtime/ (it includes LibTorch). Stateless; callable from any thread (each call builds
 // its own autograd node).
 #pragma once
