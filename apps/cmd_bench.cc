@@ -99,6 +99,8 @@ int run_bench_learner(LearnerArgs a) {
       j["memory_vocab"] = a.o.memory_vocab;
       j["memory_tokens"] = a.o.memory_tokens;
       j["memory_hidden"] = a.o.memory_hidden;
+      j["fused_seconds"] = r->fused_seconds;
+      j["unfused_seconds"] = r->unfused_seconds;
     }
     std::printf("%s\n", j.dump().c_str());
     return 0;
@@ -113,8 +115,9 @@ int run_bench_learner(LearnerArgs a) {
     std::printf("logprobs + gradient at vocab %lld x %lld tokens (hidden %lld), peak extra memory:\n",
                 static_cast<long long>(a.o.memory_vocab), static_cast<long long>(a.o.memory_tokens),
                 static_cast<long long>(a.o.memory_hidden));
-    std::printf("  fused   %10.1f MB\n  unfused %10.1f MB   (fused = 1/%.0f of unfused)\n",
-                static_cast<double>(r->fused_peak_bytes) / 1e6, static_cast<double>(r->unfused_peak_bytes) / 1e6,
+    std::printf("  fused   %10.1f MB  %6.2f s\n  unfused %10.1f MB  %6.2f s   (fused memory = 1/%.0f of unfused)\n",
+                static_cast<double>(r->fused_peak_bytes) / 1e6, r->fused_seconds,
+                static_cast<double>(r->unfused_peak_bytes) / 1e6, r->unfused_seconds,
                 r->fused_peak_bytes > 0 ? static_cast<double>(r->unfused_peak_bytes) / static_cast<double>(r->fused_peak_bytes) : 0.0);
   }
   return 0;

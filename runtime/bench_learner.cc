@@ -130,17 +130,21 @@ void measure_memory(const LearnerBenchOptions& o, LearnerBenchResult* r) {
   static CountingAllocator counter(c10::GetCPUAllocator());
   c10::Allocator* previous = c10::GetCPUAllocator();
   c10::SetCPUAllocator(&counter, /*priority=*/255);
+  auto t0 = std::chrono::steady_clock::now();
   r->unfused_peak_bytes = counter.peak_extra_bytes([&] {
     auto logp = torch::log_softmax(h.matmul(w.t()), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
     (logp * upstream).sum().backward();
     h.mutable_grad().reset();
     w.mutable_grad().reset();
   });
+  r->unfused_seconds = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
   r->fused_peak_bytes = counter.peak_extra_bytes([&] {
     (fused_token_logprobs(h, w, targets) * upstream).sum().backward();
     h.mutable_grad().reset();
     w.mutable_grad().reset();
   });
+  r->fused_seconds = seconds_since(t0);
   c10::SetCPUAllocator(previous, /*priority=*/255);
 }
 

@@ -37,6 +37,8 @@ struct LearnerBenchResult {
   double max_weight_diff = 0;        // fused vs plain weights after the timed steps (same update)
   int64_t fused_peak_bytes = 0;
   int64_t unfused_peak_bytes = 0;
+  double fused_seconds = 0;          // forward + backward of the memory measurement
+  double unfused_seconds = 0;
 };
 
 StatusOr<LearnerBenchResult> bench_learner(const LearnerBenchOptions& options);

@@ -1,5 +1,7 @@
 #include "kernels/cpu/decode_attention.h"
 
+#include "kernels/cpu/vec_math.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -9,63 +11,11 @@
 namespace grpo::kernels {
 namespace {
 
-// exp(x) for x in [-87, 88]: 2^n * 2^f with f in [-0.5, 0.5], 2^f by its degree-7 Taylor polynomial
-// (relative error below 1e-8, under float rounding). Branch-free, so loops over it vectorize.
-__attribute__((always_inline)) inline float exp_approx(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float t = x * 1.44269504088896341f;
-  // Round to nearest by truncating t +- 0.5 (a conversion, so it survives reassociation and
-  // vectorizes on every x86-64).
-  const int32_t ni = static_cast<int32_t>(t + (t >= 0.f ? 0.5f : -0.5f));
-  const float f = (t - static_cast<float>(ni)) * 0.693147180559945309f;
-  float p = 1.0f / 5040.0f;
-  p = p * f + 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const int32_t scale_bits = (ni + 127) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &scale_bits, 4);
-  return p * scale;
-}
-
-// Eight floats at a time with GCC's generic vector extensions (lowered to SSE or AVX by the clone
-// being compiled): the exponential and the maximum, which the auto-vectorizer leaves scalar.
-typedef float V8f __attribute__((vector_size(32)));
-typedef int32_t V8i __attribute__((vector_size(32)));
-
-__attribute__((always_inline)) inline V8f load8(const float* p) {
-  V8f v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-__attribute__((always_inline)) inline void store8(float* p, V8f v) { std::memcpy(p, &v, sizeof(v)); }
-
-__attribute__((always_inline)) inline V8f exp8(V8f x) {
-  const V8f lo = V8f{} - 87.0f, hi = V8f{} + 88.0f;
-  x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
-  const V8f t = x * 1.44269504088896341f;
-  const V8f half = t >= 0.f ? V8f{} + 0.5f : V8f{} - 0.5f;
-  const V8i ni = __builtin_convertvector(t + half, V8i);
-  const V8f f = (t - __builtin_convertvector(ni, V8f)) * 0.693147180559945309f;
-  V8f p = V8f{} + 1.0f / 5040.0f;
-  p = p * f + 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const V8i bits = (ni + 127) << 23;
-  V8f scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
+using vec::load8;
+using vec::store8;
+using vec::V8f;
+__attribute__((always_inline)) inline float exp_approx(float x) { return vec::exp_poly(x); }
+__attribute__((always_inline)) inline V8f exp8(V8f x) { return vec::exp_poly(x); }
 
 // In place: sc[0, len) <- exp(sc - max(sc)); returns the sum.
 __attribute__((always_inline)) inline float softmax_numerators(float* __restrict sc, int64_t len) {
@@ -95,13 +45,6 @@ __attribute__((always_inline)) inline float softmax_numerators(float* __restrict
   }
   return total;
 }
-
-// AVX2/FMA machines run a clone of the hot loops built for them; others the baseline x86-64 one.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define GRPO_KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define GRPO_KERNEL_CLONES
-#endif
 
 // Attention of the `group` query heads sharing one key/value head over positions [0, len).
 // kt: transposed keys [head_dim, capacity]; v: values [capacity, head_dim]; scores: group * len.
