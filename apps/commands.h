@@ -21,5 +21,6 @@ Command add_generate(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_verify(CLI::App& app);
+Command add_sft(CLI::App& app);
 
 }  // namespace grpo::apps

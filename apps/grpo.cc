@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       grpo::apps::add_tokenize(app),
       grpo::apps::add_bench(app),
       grpo::apps::add_verify(app),
+      grpo::apps::add_sft(app),
   };
   try {
     app.parse(argc, argv);

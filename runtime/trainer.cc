@@ -261,6 +261,28 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const ModelConfig& config,
   return t;
 }
 
+StatusOr<std::unique_ptr<Trainer>> Trainer::load_hf(const std::string& dir,
+                                                    const OptimizerOptions& options) {
+  GRPO_ASSIGN_OR_RETURN(ModelConfig cfg, load_hf_config(dir + "/config.json"));
+  GRPO_ASSIGN_OR_RETURN(auto files, SafetensorsCheckpoint::open(dir));
+  GRPO_ASSIGN_OR_RETURN(auto t, create(cfg, options, 0));
+  try {
+    GRPO_RETURN_IF_ERROR(t->impl_->model->load_safetensors(*files));
+  } catch (const c10::Error& e) {
+    return internal_error(dir + ": " + e.what_without_backtrace());
+  }
+  t->freeze_reference();
+  return t;
+}
+
+Status Trainer::save_hf(const std::string& dir, const std::string& dtype) const {
+  try {
+    return impl_->model->save_hf_checkpoint(dir, dtype);
+  } catch (const c10::Error& e) {
+    return internal_error("save to " + dir + ": " + e.what_without_backtrace());
+  }
+}
+
 StatusOr<StepStats> Trainer::sft_step(const std::vector<TrainSample>& batch,
                                       const BatchTotals* totals) {
   GRPO_RETURN_IF_ERROR(impl_->validate(batch, false, totals));

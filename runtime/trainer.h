@@ -107,6 +107,12 @@ class Trainer {
  public:
   static StatusOr<std::unique_ptr<Trainer>> create(const ModelConfig& config,
                                                    const OptimizerOptions& options, uint64_t seed);
+  // A trainer whose policy and reference start from a Hugging Face checkpoint directory
+  // (config.json + safetensors, f32/bf16/f16; trained in f32).
+  static StatusOr<std::unique_ptr<Trainer>> load_hf(const std::string& dir, const OptimizerOptions& options);
+  // Writes the policy as a Hugging Face checkpoint (config.json + model.safetensors) into `dir`,
+  // in `dtype` ("float32" or "bfloat16").
+  Status save_hf(const std::string& dir, const std::string& dtype = "float32") const;
   ~Trainer();
 
   // `totals`: the whole batch's normalisers when `batch` is this replica's shard (null: `batch`'s

@@ -50,6 +50,23 @@ TEST(TrainerTest, SftReducesLossOnAFixedBatch) {
   for (int i = 0; i < 30; ++i) last = t->sft_step(batch())->loss;
   EXPECT_LT(last, first * 0.5);
   EXPECT_EQ(t->optimizer_step(), 31);
+  // The loss covers the 4 x 4 response tokens only, never the prompts.
+  EXPECT_EQ(t->sft_step(batch())->tokens, 16);
+}
+
+TEST(TrainerTest, SftLossIsTheMeanNegativeLogprobOfResponseTokens) {
+  // With lr = 0 nothing moves, so steps on different batches see the same model.
+  OptimizerOptions o;
+  o.lr = 0;
+  auto t = std::move(Trainer::create(tiny(), o, 4).value());
+  auto b = batch();
+  const double base = t->sft_step(b)->loss;
+  // Doubling each sample leaves the token mean unchanged.
+  auto doubled = b;
+  doubled.insert(doubled.end(), b.begin(), b.end());
+  EXPECT_NEAR(t->sft_step(doubled)->loss, base, 1e-6);
+  // A uniform model would give log(V); a random init is close to it.
+  EXPECT_NEAR(base, std::log(26.0), 0.5);
 }
 
 TEST(TrainerTest, GrpoStepReportsRatioKlAndClipping) {
