@@ -131,6 +131,13 @@ caf::behavior coordinator_actor(Self* self, RoleContext ctx, std::shared_ptr<sto
   s.task = runtime::AdditionTask(s.ctx.settings.digits);
   s.prompt_cursor = s.store->get_u64("prompt_cursor", 0).value();
   s.next_group_id = s.store->get_u64("next_group_id", 1).value();
+  if (s.start.reissue_from_group_id > 0 && s.start.reissue_from_group_id < s.next_group_id) {
+    // Group ids and prompt indices advance together (prompt index = group id - 1).
+    GRPO_LOG(kInfo) << "coordinator: deterministic resume: re-issuing leases " << s.start.reissue_from_group_id
+                    << ".." << (s.next_group_id - 1) << " lost with the previous process";
+    s.prompt_cursor -= s.next_group_id - s.start.reissue_from_group_id;
+    s.next_group_id = s.start.reissue_from_group_id;
+  }
   s.learner_step = s.start.learner_step;
   s.issued = s.learner_step * static_cast<uint64_t>(s.ctx.settings.groups_per_step) + s.start.pending_groups;
   if (!open_endpoint(self, s.ctx, "coordinator", 0, &s.mailbox, &s.peers)) {

@@ -225,6 +225,14 @@ int run_embedded(const Config& config) {
   start.learner_step = static_cast<uint64_t>(step);
   start.pending_groups = store->stats().pending;
   start.dataset = dataset;
+  if (st.deterministic) {
+    auto max_id = store->max_group_id();
+    if (!max_id.ok()) {
+      std::fprintf(stderr, "error: buffer store: %s\n", max_id.status().message().c_str());
+      return 1;
+    }
+    start.reissue_from_group_id = *max_id + 1;
+  }
 
   int exit_code = 0;
   int64_t final_step = step;

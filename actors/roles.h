@@ -42,6 +42,10 @@ struct CoordinatorStart {
   uint64_t learner_step = 0;     // step of the checkpoint the learner resumes from
   uint64_t pending_groups = 0;   // scored groups waiting in the buffer at start
   std::vector<runtime::Problem> dataset;  // training problems; empty = synthetic stream
+  // run.deterministic: the buffer's largest group id + 1. Leases issued after it were lost with the
+  // previous process; the coordinator issues them again (same ids, prompts and seeds), so a resumed
+  // run sees the data a straight run would have seen. 0: continue from the persisted counters.
+  uint64_t reissue_from_group_id = 0;
 };
 
 caf::actor spawn_coordinator(caf::actor_system& sys, const RoleContext& ctx,

@@ -400,6 +400,23 @@ uint64_t RolloutStore::cursor() const {
   return meta_.cursor;
 }
 
+StatusOr<uint64_t> RolloutStore::max_group_id() const {
+  rocksdb::ReadOptions ro;
+  const std::string begin = prefix_begin('g');
+  const std::string end = prefix_end('g');
+  rocksdb::Slice lower(begin);
+  ro.iterate_lower_bound = &lower;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  it->SeekForPrev(end);
+  if (it->Valid() && it->key().compare(rocksdb::Slice(end)) >= 0) it->Prev();
+  GRPO_RETURN_IF_ERROR(from_rocksdb(it->status(), "find the largest group id"));
+  if (!it->Valid()) return uint64_t{0};
+  if (it->key().size() != kIdKeySize) {
+    return data_loss("corrupt group key " + describe_key(std::string_view(it->key().data(), it->key().size())));
+  }
+  return get_be64(it->key().data() + 2);
+}
+
 namespace {
 
 // The pending -> evicted transition of one group: record, index and payload, plus the counters.

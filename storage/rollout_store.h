@@ -111,6 +111,9 @@ class RolloutStore {
   // The last step that consumed (0 when none).
   uint64_t cursor() const;
 
+  // The largest group id ever put (pending, consumed or evicted), 0 when none.
+  StatusOr<uint64_t> max_group_id() const;
+
   // Retention: pending groups with version < min_version become evicted (payload deleted, id kept
   // as a tombstone so a late duplicate put stays a no-op). Returns how many were evicted.
   StatusOr<size_t> evict_stale(uint64_t min_version);

@@ -81,6 +81,40 @@ TEST(EmbeddedRunTest, DataParallelLearnersDynamicSamplingAndMicroBatches) {
   fs::remove_all(dir);
 }
 
+TEST(EmbeddedRunTest, DeterministicRunStoppedAndResumedEndsInTheSameWeights) {
+  // One cold start (enough SFT for rewards to vary, so GRPO moves the weights), copied twice:
+  // run A goes 0 -> 6 GRPO steps straight; run B stops at step 3 and a second process resumes it to
+  // step 6. With run.deterministic (and max_staleness 0) both end in the same bytes.
+  const std::string base = ::testing::TempDir() + "/grpo_embedded_det";
+  fs::remove_all(base);
+  auto args = [&](const std::string& dir, int steps) {
+    return std::vector<std::string>{
+        "train", "--config", source_dir() + "/configs/local.toml", "run.dir=" + dir, "model.dim=64",
+        "model.layers=2", "model.ffn_hidden=192", "sft.steps=150", "sft.batch_size=32",
+        "grpo.steps=" + std::to_string(steps), "grpo.group_size=4", "grpo.groups_per_step=4",
+        "generator.batch_groups=2", "task.eval_prompts=8", "task.eval_samples=1", "checkpoint.every=100",
+        "grpo.lr=1e-4", "grpo.max_staleness=0", "run.deterministic=true"};
+  };
+  auto cold = run_grpo(args(base + "/cold", 0), base + ".log0");
+  ASSERT_EQ(cold.exit_code, 0) << cold.output;
+  fs::copy(base + "/cold", base + "/a", fs::copy_options::recursive);
+  fs::copy(base + "/cold", base + "/b", fs::copy_options::recursive);
+  auto a = run_grpo(args(base + "/a", 6), base + ".loga");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  auto b1 = run_grpo(args(base + "/b", 3), base + ".logb1");
+  ASSERT_EQ(b1.exit_code, 0) << b1.output;
+  auto b2 = run_grpo(args(base + "/b", 6), base + ".logb2");
+  ASSERT_EQ(b2.exit_code, 0) << b2.output;
+  EXPECT_NE(b2.output.find("resuming from the checkpoint at step 3"), std::string::npos) << b2.output;
+  const std::string wa = read_file(base + "/a/checkpoints/step-00000006/model.safetensors");
+  const std::string wb = read_file(base + "/b/checkpoints/step-00000006/model.safetensors");
+  const std::string w0 = read_file(base + "/cold/checkpoints/step-00000000/model.safetensors");
+  ASSERT_FALSE(wa.empty());
+  EXPECT_NE(wa, w0) << "GRPO did not change the weights, so the comparison would prove nothing";
+  EXPECT_TRUE(wa == wb) << "straight and resumed runs differ";
+  fs::remove_all(base);
+}
+
 TEST(EmbeddedRunTest, SigintCheckpointsAndTheNextRunResumesThere) {
   std::string dir = ::testing::TempDir() + "/grpo_embedded_sigint";
   fs::remove_all(dir);

@@ -312,6 +312,21 @@ TEST(RolloutStoreTest, DiscardEvictsOnlyTheListedPendingGroups) {
   EXPECT_EQ(*store->discard({}), 0u);
 }
 
+TEST(RolloutStoreTest, MaxGroupIdCoversEveryState) {
+  TestDir dir;
+  auto store = open_store(dir.path());
+  EXPECT_EQ(*store->max_group_id(), 0u);
+  put_ok(store.get(), 7, 1);
+  put_ok(store.get(), 3, 1);
+  EXPECT_EQ(*store->max_group_id(), 7u);
+  put_ok(store.get(), 300, 1);
+  ASSERT_TRUE(store->consume(1, {300}).ok());
+  EXPECT_EQ(*store->max_group_id(), 300u);
+  put_ok(store.get(), 1000, 1);
+  ASSERT_EQ(*store->discard({1000}), 1u);
+  EXPECT_EQ(*store->max_group_id(), 1000u);  // tombstones count
+}
+
 TEST(RolloutStoreTest, DuplicatePutAfterEvictionIsNoOp) {
   TestDir dir;
   auto store = open_store(dir.path());
