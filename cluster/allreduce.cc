@@ -17,6 +17,7 @@
 #include <zmq.hpp>
 
 #include "base/log.h"
+#include "cluster/zmq_util.h"
 
 namespace grpo::cluster {
 
@@ -25,6 +26,9 @@ enum class RingAllReduce::Op : uint8_t { kAllReduceSum = 1, kBroadcast = 2, kBar
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using internal::from_zmq;
+using internal::ipc_path;
+using internal::ipc_path_in_use;
 
 constexpr uint32_t kMagic = 0x52415247;  // "GRAR" when read as little-endian bytes
 constexpr uint16_t kVersion = 1;
@@ -113,51 +117,6 @@ uint64_t ring_id_of(const std::vector<std::string>& endpoints) {
     mix(0);
   }
   return h;
-}
-
-Status from_zmq(const zmq::error_t& e, const std::string& what) {
-  std::string message = what + ": " + e.what() + " (errno " + std::to_string(e.num()) + ")";
-  switch (e.num()) {
-    case EADDRINUSE:
-      return already_exists(what + ": address already in use");
-    case EAGAIN:
-      return unavailable(std::move(message));
-    case EINVAL:
-    case EPROTONOSUPPORT:
-    case ENOCOMPATPROTO:
-    case EADDRNOTAVAIL:
-    case ENODEV:
-    case ENOENT:
-    case ENAMETOOLONG:
-      return invalid_argument(std::move(message));
-    case ETERM:
-      return cancelled(std::move(message));
-    default:
-      return internal_error(std::move(message));
-  }
-}
-
-// The filesystem path of an ipc:// endpoint ("" for other endpoints and abstract sockets).
-std::string ipc_path(const std::string& endpoint) {
-  constexpr std::string_view kPrefix = "ipc://";
-  if (endpoint.compare(0, kPrefix.size(), kPrefix) != 0) return "";
-  std::string path = endpoint.substr(kPrefix.size());
-  if (path.empty() || path[0] == '@') return "";
-  return path;
-}
-
-// True when a live process accepts connections on the unix socket at `path` (ZeroMQ's ipc bind
-// would silently take the path over; see the same probe in transport.cc).
-bool ipc_path_in_use(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) return false;
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  const bool in_use = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return in_use;
 }
 
 size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }

@@ -14,57 +14,15 @@
 #include <zmq.hpp>
 
 #include "base/log.h"
+#include "cluster/zmq_util.h"
 
 namespace grpo::cluster {
 namespace {
 
-Status from_zmq(const zmq::error_t& e, const std::string& what) {
-  std::string message = what + ": " + e.what() + " (errno " + std::to_string(e.num()) + ")";
-  switch (e.num()) {
-    case EADDRINUSE:
-      return already_exists(what + ": address already in use");
-    case EAGAIN:
-      return unavailable(std::move(message));
-    case EINVAL:
-    case EPROTONOSUPPORT:
-    case ENOCOMPATPROTO:
-    case EADDRNOTAVAIL:
-    case ENODEV:
-    case ENOENT:
-    case ENAMETOOLONG:
-      return invalid_argument(std::move(message));
-    case ETERM:
-      return cancelled(std::move(message));
-    default:
-      return internal_error(std::move(message));
-  }
-}
+using internal::from_zmq;
+using internal::ipc_path;
+using internal::ipc_path_in_use;
 
-constexpr std::string_view kIpcPrefix = "ipc://";
-
-// The filesystem path of an ipc:// endpoint, or "" for other endpoints, abstract sockets
-// ("ipc://@name", which the kernel itself refuses to bind twice) and wildcards ("ipc://*").
-std::string ipc_path(std::string_view endpoint) {
-  if (endpoint.substr(0, kIpcPrefix.size()) != kIpcPrefix) return "";
-  std::string path(endpoint.substr(kIpcPrefix.size()));
-  if (path.empty() || path[0] == '@' || path == "*") return "";
-  return path;
-}
-
-// True when a process is accepting connections on the unix socket at `path`. ZeroMQ's ipc bind
-// silently unlinks and replaces an existing socket file, which would steal the endpoint from a
-// live process; this probe lets bind() refuse instead.
-bool ipc_path_in_use(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) return false;  // zmq will reject it
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  const bool in_use = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return in_use;
-}
 
 // A mailbox's callback is running on this thread (nullptr: not a receive thread).
 thread_local const Mailbox* tl_running_mailbox = nullptr;
