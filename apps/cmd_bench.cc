@@ -143,6 +143,8 @@ Command add_bench(CLI::App& app) {
   auto* learn = c.sub->add_subcommand("learner", "GRPO step vs a plain LibTorch step; fused vs unfused logprob memory");
   learn->add_option("--steps", l->o.steps, "timed steps per side")->check(CLI::Range(1, 1000));
   learn->add_option("--sequences", l->o.sequences, "sequences per step (demo: 16 groups x 8)")->check(CLI::Range(1, 1 << 20));
+  learn->add_option("--micro-batch-tokens", l->o.micro_batch_tokens, "the learner's micro-batch budget (0: whole batch)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   learn->add_option("--response-tokens", l->o.response_tokens, "longest response (drawn in [N/2, N])")->check(CLI::Range(1, 1 << 16));
   learn->add_option("--vocab", l->o.memory_vocab, "vocabulary of the memory measurement")->check(CLI::Range(1, 1 << 24));
   learn->add_option("--tokens", l->o.memory_tokens, "tokens of the memory measurement")->check(CLI::Range(1, 1 << 24));

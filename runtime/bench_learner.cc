@@ -174,7 +174,9 @@ StatusOr<LearnerBenchResult> bench_learner(const LearnerBenchOptions& o) {
     g.kl_coef = 0.005;
     g.temperature = 0.7;
 
-    GRPO_ASSIGN_OR_RETURN(auto trainer, Trainer::create(cfg, opt, o.seed));
+    OptimizerOptions learner_opt = opt;
+    learner_opt.micro_batch_tokens = o.micro_batch_tokens;
+    GRPO_ASSIGN_OR_RETURN(auto trainer, Trainer::create(cfg, learner_opt, o.seed));
     PlainStep plain(cfg, trainer->export_weights(), opt);
     std::mt19937_64 rng(o.seed);
     std::vector<std::vector<TrainSample>> batches;

@@ -20,7 +20,8 @@ struct LearnerBenchOptions {
   int64_t sequences = 128;        // groups_per_step x group_size
   int64_t prompt_tokens = 12;
   int64_t response_tokens = 48;   // responses are drawn in [response_tokens / 2, response_tokens]
-  int32_t steps = 5;              // timed steps per side (after one warm-up step each)
+  int32_t steps = 8;              // timed steps per side (after one warm-up step each); the median counts
+  int64_t micro_batch_tokens = 0; // the learner's packing (OptimizerOptions::micro_batch_tokens)
   // The memory measurement.
   int64_t memory_vocab = 151936;
   int64_t memory_tokens = 4096;
