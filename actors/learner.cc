@@ -110,8 +110,8 @@ void finish(Self* self, const std::string& why) {
   auto& s = self->state;
   if (s.finished) return;
   s.finished = true;
-  if (s.id != 0) {
-    if (why.rfind("failed", 0) == 0) self->send(s.ctx.supervisor, done_atom::value, std::string("learner"), why);
+  if (s.id != 0) {  // replicas neither checkpoint nor publish
+    self->send(s.ctx.supervisor, done_atom::value, std::string("learner"), why);
     return;
   }
   checkpoint(self);

@@ -6,7 +6,33 @@
 
 namespace grpo::actors {
 
+namespace {
+
+// Port offsets of the roles under a tcp://HOST:PORT prefix (ids add to them).
+int role_port_offset(const std::string& role) {
+  if (role == "coordinator") return 0;
+  if (role == "buffer") return 1;
+  if (role == "broadcaster") return 10;
+  if (role == "learner") return 20;
+  if (role == "learner-ring") return 60;
+  if (role == "generator") return 100;
+  if (role == "verifier") return 600;
+  return 1100;
+}
+
+}  // namespace
+
 std::string endpoint_of(const std::string& prefix, const std::string& role, int id) {
+  if (prefix.rfind("tcp://", 0) == 0) {
+    const size_t colon = prefix.rfind(':');
+    if (colon != std::string::npos && colon > 5) {
+      try {
+        const int base = std::stoi(prefix.substr(colon + 1));
+        return prefix.substr(0, colon + 1) + std::to_string(base + role_port_offset(role) + id);
+      } catch (const std::exception&) {
+      }
+    }
+  }
   return prefix + "." + role + "." + std::to_string(id);
 }
 

@@ -19,7 +19,10 @@
 
 namespace grpo::actors {
 
-// "inproc://grpo" + "generator" + 2 -> "inproc://grpo.generator.2"
+// "inproc://grpo" + "generator" + 2 -> "inproc://grpo.generator.2" (likewise ipc://PATH);
+// "tcp://HOST:7000" + "generator" + 2 -> "tcp://HOST:7102": every role and id has its own port,
+// PORT + the role's offset (coordinator 0, buffer 1, broadcaster 10, learner 20, learner-ring 60,
+// generator 100, verifier 600) + id.
 std::string endpoint_of(const std::string& prefix, const std::string& role, int id);
 
 // Binds `endpoint` and forwards each message to `self` as (wire_atom, bytes). The callback holds

@@ -22,5 +22,7 @@ Command add_tokenize(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_verify(CLI::App& app);
 Command add_sft(CLI::App& app);
+Command add_serve(CLI::App& app);
+Command add_up(CLI::App& app);
 
 }  // namespace grpo::apps

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
       grpo::apps::add_bench(app),
       grpo::apps::add_verify(app),
       grpo::apps::add_sft(app),
+      grpo::apps::add_serve(app),
+      grpo::apps::add_up(app),
   };
   try {
     app.parse(argc, argv);

@@ -1,0 +1,110 @@
+// `grpo up`: every role of a run as its own process over ipc:// sockets, supervised; a service
+// killed with SIGKILL is restarted and the run still completes. Real processes, real sockets.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "run_grpo.h"
+
+namespace grpo {
+namespace {
+namespace fs = std::filesystem;
+using testing::read_file;
+using testing::run_grpo;
+
+std::string source_dir() {
+  const char* s = std::getenv("GRPO_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+std::vector<std::string> up_args(const std::string& dir, int steps) {
+  return {"up", "--config", source_dir() + "/configs/cluster-local.toml", "run.dir=" + dir,
+          "run.endpoint_prefix=ipc://" + dir + "/sock", "model.dim=32", "model.layers=1",
+          "model.ffn_hidden=64", "sft.steps=3", "sft.batch_size=8", "grpo.steps=" + std::to_string(steps),
+          "grpo.group_size=4", "grpo.groups_per_step=2", "generator.batch_groups=1", "task.eval_prompts=8",
+          "task.eval_samples=1", "checkpoint.every=5"};
+}
+
+int lines_of(const std::string& path) {
+  int n = 0;
+  for (char c : read_file(path)) n += c == '\n';
+  return n;
+}
+
+// The pid of a service from the /proc command lines of the children of `parent`.
+pid_t find_service(pid_t parent, const std::string& role, const std::string& id) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = read_file(e.path() / "stat");
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    int ppid = 0;
+    char state = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2 || ppid != parent) continue;
+    std::string cmd = read_file(e.path() / "cmdline");
+    for (char& c : cmd)
+      if (c == '\0') c = ' ';
+    if (cmd.find("--role " + role + " --id " + id + " ") != std::string::npos) return std::stoi(name);
+  }
+  return -1;
+}
+
+TEST(ClusterUpTest, EightServicesTrainAndAKilledGeneratorIsRestarted) {
+  const std::string dir = ::testing::TempDir() + "grpo_cluster_up_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  bool killed = false;
+  auto r = run_grpo(up_args(dir, 30), dir + ".log", [&](pid_t up) {
+    if (!killed && fs::exists(dir + "/metrics.jsonl") && lines_of(dir + "/metrics.jsonl") >= 3) {
+      const pid_t gen = find_service(up, "generator", "0");
+      if (gen > 0) {
+        kill(gen, SIGKILL);
+        killed = true;
+      }
+    }
+    return true;
+  });
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(killed) << r.output;
+  for (const char* needle : {"grpo up: 8 services", "step   30/30", "generator 0 exited with status 137; restarting it",
+                             "pass@1"})
+    EXPECT_NE(r.output.find(needle), std::string::npos) << "missing '" << needle << "' in\n" << r.output;
+  EXPECT_EQ(lines_of(dir + "/metrics.jsonl"), 30);
+  for (const char* log : {"coordinator-0", "buffer-0", "broadcaster-0", "verifier-0", "verifier-1", "generator-0",
+                          "generator-1"}) {
+    const std::string text = read_file(dir + "/logs/" + log + ".log");
+    EXPECT_NE(text.find(": up ("), std::string::npos) << log << ":\n" << text;
+  }
+  // The restarted generator came back and caught up with the weights.
+  const std::string gen_log = read_file(dir + "/logs/generator-0.log");
+  EXPECT_NE(gen_log.find("service generator 0: up", gen_log.find("service generator 0: up") + 1), std::string::npos)
+      << gen_log;
+  EXPECT_TRUE(fs::exists(dir + "/checkpoints/step-00000030/model.safetensors"));
+  fs::remove_all(dir);
+}
+
+TEST(ClusterUpTest, InProcessEndpointsAreRefusedWithTheKey) {
+  const std::string dir = ::testing::TempDir() + "grpo_cluster_inproc_" + std::to_string(::getpid());
+  auto args = up_args(dir, 1);
+  args.push_back("run.endpoint_prefix=inproc://grpo");
+  auto r = run_grpo(args, dir + ".log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("run.endpoint_prefix: 'inproc://grpo' is in-process only"), std::string::npos) << r.output;
+  auto s = run_grpo({"serve", "--config", source_dir() + "/configs/cluster-local.toml", "--role", "generator", "--id",
+                     "7", "run.dir=" + dir},
+                    dir + ".log2");
+  EXPECT_EQ(s.exit_code, 2) << s.output;
+  EXPECT_NE(s.output.find("generator 7 does not exist: the config has 2"), std::string::npos) << s.output;
+  auto t = run_grpo({"serve", "--config", source_dir() + "/configs/cluster-local.toml", "--role", "trainer",
+                     "run.dir=" + dir},
+                    dir + ".log3");
+  EXPECT_EQ(t.exit_code, 2) << t.output;
+  EXPECT_NE(t.output.find("unknown role 'trainer'"), std::string::npos) << t.output;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace grpo
