@@ -17,6 +17,7 @@
 #include <zmq.hpp>
 
 #include "base/log.h"
+#include "cluster/security_internal.h"
 #include "cluster/zmq_util.h"
 
 namespace grpo::cluster {
@@ -162,6 +163,7 @@ struct RingAllReduce::Impl {
   Socket push;  // connected to endpoints[(rank + 1) % world]
   std::string bound_endpoint;
   std::string ipc_path;  // removed at destruction; "" if none
+  std::string zap_domain;  // the pull socket's ZAP domain; "" if not secured
   uint64_t ring_id = 0;
   std::optional<Pending> pending;
 
@@ -193,6 +195,9 @@ StatusOr<std::unique_ptr<RingAllReduce>> RingAllReduce::create(
     }
     if (!distinct.insert(e).second) return invalid_argument(what + ": duplicate endpoint " + e);
   }
+  // Both roles: the receive socket is a CURVE server, the send socket a CURVE client.
+  GRPO_RETURN_IF_ERROR(check_security_options(options.security, /*is_server=*/true, what));
+  GRPO_RETURN_IF_ERROR(check_security_options(options.security, /*is_server=*/false, what));
   if (world == 1) {
     return std::unique_ptr<RingAllReduce>(new RingAllReduce(
         std::move(transport), rank, std::move(endpoints), options, nullptr));
@@ -204,9 +209,24 @@ StatusOr<std::unique_ptr<RingAllReduce>> RingAllReduce::create(
   if (!path.empty() && ipc_path_in_use(path)) {
     return already_exists("bind " + own + ": already bound by a live process");
   }
+  std::string zap_domain;
+  if (options.security.enabled) {
+    auto domain = transport->add_zap_domain(internal::allowed_client_key_bytes(options.security));
+    if (!domain.ok()) return domain.status().with_context(what);
+    zap_domain = *domain;
+  }
   std::unique_ptr<Impl> impl;
   try {
     impl = std::make_unique<Impl>(transport->context_handle());
+    if (options.security.enabled) {
+      Status s = internal::set_curve_server(impl->pull.handle, options.security, zap_domain, what);
+      if (s.ok()) s = internal::set_curve_client(impl->push.handle, options.security, what);
+      if (!s.ok()) {
+        impl.reset();
+        transport->remove_zap_domain(zap_domain);
+        return s;
+      }
+    }
     // Unlimited high-water marks: sends never block, so the send-then-receive ring cannot
     // deadlock (the header comment explains why memory still stays bounded).
     zmq::socket_ref pull = impl->pull.ref();
@@ -229,10 +249,12 @@ StatusOr<std::unique_ptr<RingAllReduce>> RingAllReduce::create(
       }
     }
     impl.reset();
+    if (!zap_domain.empty()) transport->remove_zap_domain(zap_domain);
     return from_zmq(e, "RingAllReduce rank " + std::to_string(rank) + " bind " + own +
                            " / connect " + next);
   }
   impl->ipc_path = path;
+  impl->zap_domain = zap_domain;
   impl->ring_id = ring_id_of(endpoints);
   return std::unique_ptr<RingAllReduce>(new RingAllReduce(
       std::move(transport), rank, std::move(endpoints), options, std::move(impl)));
@@ -257,7 +279,9 @@ RingAllReduce::~RingAllReduce() {
     GRPO_LOG(kDebug) << from_zmq(e, "unbind " + impl_->bound_endpoint).to_string();
   }
   const std::string path = impl_->ipc_path;
+  const std::string zap_domain = impl_->zap_domain;
   impl_.reset();  // zmq_close both; the push socket lingers at most linger_ms in the context
+  if (!zap_domain.empty()) transport_->remove_zap_domain(zap_domain);
   if (!path.empty()) {
     // ZeroMQ 4.3 closes the listener asynchronously and leaves the socket file behind.
     const auto deadline = Clock::now() + std::chrono::milliseconds(500);

@@ -73,6 +73,9 @@
 // instances (ranks) may run concurrently on different threads. The counters may be read from
 // any thread.
 //
+// Security. RingOptions::security turns on CURVE for ipc:// and tcp:// rings; a secured rank
+// admits only senders holding an allowed key (see RingOptions::security and cluster/security.h).
+//
 // Ownership and shutdown. The instance holds a shared_ptr to its Transport, so the ZeroMQ context
 // outlives the sockets. Destroying it closes both sockets at once (an ipc:// socket file is
 // removed); messages still queued towards the successor get RingOptions::linger_ms to leave
@@ -88,6 +91,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "cluster/security.h"
 #include "cluster/transport.h"
 
 namespace grpo::cluster {
@@ -102,6 +106,13 @@ struct RingOptions {
   // ZMQ_LINGER of the send socket: how long messages still queued at destruction may take to
   // leave. Keep it > 0, or the successor can miss the last message of the last call.
   int linger_ms = 1000;
+  // CURVE authentication and encryption (cluster/security.h), the same on all ranks: the receive
+  // socket is a CURVE server admitting allowed_client_keys (empty = own.public_key), the send
+  // socket a CURVE client presenting `own` to server_public_key (empty = own.public_key); with
+  // cluster_security(cluster keypair) only cluster members can reach a rank. Messages from a
+  // refused peer never arrive (they are not counted as dropped). Ignored on inproc:// endpoints,
+  // which ZeroMQ never authenticates or encrypts. Disabled by default.
+  SecurityOptions security;
 };
 
 class RingAllReduce {
@@ -109,8 +120,8 @@ class RingAllReduce {
   // Binds endpoints[rank] and connects to endpoints[(rank + 1) % world]; neither waits for the
   // peers (they may come up in any order). world = endpoints.size() >= 1; with world == 1 no
   // socket is created and every collective is a local no-op. InvalidArgument for a bad rank,
-  // empty/duplicate/wildcard endpoints or bad options; AlreadyExists (naming the endpoint) when
-  // endpoints[rank] is already bound.
+  // empty/duplicate/wildcard endpoints or bad options (malformed security keys included);
+  // AlreadyExists (naming the endpoint) when endpoints[rank] is already bound.
   static StatusOr<std::unique_ptr<RingAllReduce>> create(std::shared_ptr<Transport> transport,
                                                          int rank,
                                                          std::vector<std::string> endpoints,

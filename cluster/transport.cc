@@ -9,11 +9,13 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <set>
 #include <utility>
 #include <zmq.hpp>
 
 #include "base/log.h"
+#include "cluster/security_internal.h"
 #include "cluster/zmq_util.h"
 
 namespace grpo::cluster {
@@ -34,10 +36,137 @@ thread_local const Mailbox* tl_running_mailbox = nullptr;
 
 struct Transport::Impl {
   explicit Impl(int io_threads) : context(io_threads) {}
+  // Stops the ZAP handler before the context terminates (it owns the handler's socket).
+  ~Impl() {
+    zap_stop.store(true);
+    if (zap_thread.joinable()) zap_thread.join();
+  }
+  void serve_zap(zmq::socket_t socket);
+  bool zap_allows(const std::string& domain, const std::string& mechanism,
+                  const std::string& client_key);
+
   zmq::context_t context;
   std::mutex mu;
   std::set<std::string> bound_ipc_paths;  // guarded by mu; ipc paths bound by live mailboxes
+
+  // ZAP handler state.
+  std::mutex zap_mu;  // guards the three members below
+  std::map<std::string, std::set<std::string>> zap_domains;  // domain -> raw client keys
+  uint64_t zap_domains_made = 0;
+  bool zap_started = false;
+  std::thread zap_thread;
+  std::atomic<bool> zap_stop{false};
+  std::atomic<uint64_t> zap_denied{0};
 };
+
+namespace {
+
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr int kZapPollMs = 50;  // how often the ZAP thread checks for Transport destruction
+
+std::string z85_of(const std::string& raw) {
+  if (raw.size() != 32) return "(" + std::to_string(raw.size()) + "-byte key)";
+  char text[41] = {};
+  zmq_z85_encode(text, reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+  return text;
+}
+
+}  // namespace
+
+bool Transport::Impl::zap_allows(const std::string& domain, const std::string& mechanism,
+                                 const std::string& client_key) {
+  if (mechanism != "CURVE") return false;
+  std::lock_guard<std::mutex> lock(zap_mu);
+  auto it = zap_domains.find(domain);
+  return it != zap_domains.end() && it->second.count(client_key) != 0;
+}
+
+// Answers ZAP requests (RFC 27: version, request id, domain, address, identity, mechanism,
+// credentials...) until the Transport is destroyed. Owns `socket`.
+void Transport::Impl::serve_zap(zmq::socket_t socket) {
+  zmq_pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+  while (!zap_stop.load()) {
+    try {
+      const int ready = zmq_poll(&item, 1, kZapPollMs);
+      if (ready < 0) {
+        if (zmq_errno() == EINTR) continue;
+        throw zmq::error_t();
+      }
+      if (ready == 0) continue;
+      std::vector<std::string> frames;
+      while (true) {
+        zmq::message_t frame;
+        if (!socket.recv(frame, zmq::recv_flags::dontwait)) break;
+        frames.emplace_back(frame.data<char>(), frame.size());
+        if (!frame.more()) break;
+      }
+      if (frames.empty()) continue;
+      const std::string request_id = frames.size() > 1 ? frames[1] : "";
+      bool allowed = false;
+      std::string code = "400";
+      std::string text = "client key not allowed";
+      if (frames.size() < 6 || frames[0] != "1.0") {
+        code = "500";
+        text = "malformed ZAP request";
+      } else {
+        const std::string& domain = frames[2];
+        const std::string& mechanism = frames[5];
+        const std::string key = frames.size() > 6 ? frames[6] : "";
+        allowed = zap_allows(domain, mechanism, key);
+        if (allowed) {
+          code = "200";
+          text = "OK";
+        } else {
+          const uint64_t n = zap_denied.fetch_add(1) + 1;
+          if (n == 1 || n % 100 == 0) {
+            GRPO_LOG(kWarn) << "refused a " << mechanism << " client from " << frames[3]
+                            << " with key " << z85_of(key) << " (ZAP domain " << domain << "; "
+                            << n << " refused so far)";
+          }
+        }
+      }
+      const std::string reply[] = {"1.0", request_id, code, text, allowed ? "grpo" : "", ""};
+      for (size_t i = 0; i < 6; ++i) {
+        zmq::message_t part(reply[i].data(), reply[i].size());
+        socket.send(part, i + 1 < 6 ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) break;
+      GRPO_LOG(kError) << from_zmq(e, "ZAP handler").to_string();
+      std::this_thread::sleep_for(std::chrono::milliseconds(kZapPollMs));
+    }
+  }
+  // socket closes here, before ~Impl lets the context terminate.
+}
+
+StatusOr<std::string> Transport::add_zap_domain(std::vector<std::string> allowed_client_keys) {
+  Impl& t = *impl_;
+  std::lock_guard<std::mutex> lock(t.zap_mu);
+  if (!t.zap_started) {
+    try {
+      zmq::socket_t socket(t.context, zmq::socket_type::rep);
+      socket.set(zmq::sockopt::linger, 0);
+      socket.bind(kZapEndpoint);  // bound before any secured socket exists
+      // Thread creation is the memory barrier ZeroMQ asks for when a socket changes threads.
+      t.zap_thread = std::thread(
+          [&t](zmq::socket_t s) { t.serve_zap(std::move(s)); }, std::move(socket));
+    } catch (const zmq::error_t& e) {
+      return from_zmq(e, std::string("start the ZAP handler at ") + kZapEndpoint);
+    }
+    t.zap_started = true;
+  }
+  std::string domain = "grpo-" + std::to_string(++t.zap_domains_made);
+  t.zap_domains[domain] =
+      std::set<std::string>(allowed_client_keys.begin(), allowed_client_keys.end());
+  return domain;
+}
+
+void Transport::remove_zap_domain(const std::string& domain) {
+  std::lock_guard<std::mutex> lock(impl_->zap_mu);
+  impl_->zap_domains.erase(domain);
+}
+
+uint64_t Transport::authentication_denied() const { return impl_->zap_denied.load(); }
 
 std::shared_ptr<Transport> Transport::create(int io_threads) {
   GRPO_CHECK_MSG(io_threads >= 1, "Transport::create: io_threads must be >= 1");
@@ -54,8 +183,9 @@ Transport::Transport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 void* Transport::context_handle() const { return impl_->context.handle(); }
 
-// Every socket belongs to a Mailbox or Outbox holding a reference to this Transport, so by now all
-// are closed and zmq_ctx_term returns at once.
+// Every socket belongs to a Mailbox or Outbox (or RingAllReduce) holding a reference to this
+// Transport, so by now all are closed; ~Impl stops the ZAP handler thread (within kZapPollMs),
+// which closes its socket, and then zmq_ctx_term returns at once.
 Transport::~Transport() = default;
 
 // ---------------------------------------------------------------------------------------------
@@ -64,7 +194,8 @@ Transport::~Transport() = default;
 struct Mailbox::Socket {
   explicit Socket(zmq::context_t& context) : socket(context, zmq::socket_type::pull) {}
   zmq::socket_t socket;
-  std::string ipc_path;  // registered in Transport::Impl::bound_ipc_paths; "" if none
+  std::string ipc_path;    // registered in Transport::Impl::bound_ipc_paths; "" if none
+  std::string zap_domain;  // registered with Transport::add_zap_domain; "" if not secured
 };
 
 StatusOr<std::unique_ptr<Mailbox>> Mailbox::bind(std::shared_ptr<Transport> transport,
@@ -75,6 +206,8 @@ StatusOr<std::unique_ptr<Mailbox>> Mailbox::bind(std::shared_ptr<Transport> tran
   if (options.receive_hwm < 0 || options.poll_interval_ms <= 0 || options.max_message_bytes == 0) {
     return invalid_argument("Mailbox::bind " + endpoint + ": invalid options");
   }
+  GRPO_RETURN_IF_ERROR(
+      check_security_options(options.security, /*is_server=*/true, "Mailbox::bind " + endpoint));
   Transport::Impl& t = *transport->impl_;
   const std::string path = ipc_path(endpoint);
   if (!path.empty()) {
@@ -92,6 +225,18 @@ StatusOr<std::unique_ptr<Mailbox>> Mailbox::bind(std::shared_ptr<Transport> tran
     std::lock_guard<std::mutex> lock(t.mu);
     t.bound_ipc_paths.erase(path);
   };
+  std::string zap_domain;
+  if (options.security.enabled) {
+    auto domain = transport->add_zap_domain(internal::allowed_client_key_bytes(options.security));
+    if (!domain.ok()) {
+      release_path();
+      return domain.status();
+    }
+    zap_domain = *domain;
+  }
+  auto release_domain = [&] {
+    if (!zap_domain.empty()) transport->remove_zap_domain(zap_domain);
+  };
   std::unique_ptr<Socket> socket;
   std::string resolved;
   try {
@@ -99,14 +244,26 @@ StatusOr<std::unique_ptr<Mailbox>> Mailbox::bind(std::shared_ptr<Transport> tran
     socket->socket.set(zmq::sockopt::linger, 0);
     socket->socket.set(zmq::sockopt::rcvhwm, options.receive_hwm);
     socket->socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options.max_message_bytes));
+    if (options.security.enabled) {
+      Status s = internal::set_curve_server(socket->socket.handle(), options.security, zap_domain,
+                                            "Mailbox::bind " + endpoint);
+      if (!s.ok()) {
+        socket.reset();
+        release_domain();
+        release_path();
+        return s;
+      }
+    }
     socket->socket.bind(endpoint);
     resolved = socket->socket.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {
     socket.reset();
+    release_domain();
     release_path();
     return from_zmq(e, "bind " + endpoint);
   }
   socket->ipc_path = path;
+  socket->zap_domain = zap_domain;
   if (resolved.empty()) resolved = endpoint;
   return std::unique_ptr<Mailbox>(new Mailbox(std::move(transport), std::move(resolved),
                                               std::move(callback), options, std::move(socket)));
@@ -139,6 +296,7 @@ void Mailbox::close() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
   const std::string path = socket_ ? socket_->ipc_path : "";
+  const std::string zap_domain = socket_ ? socket_->zap_domain : "";
   if (socket_) {
     // The socket is back on this thread (join is the barrier). Unbinding first releases inproc
     // endpoints synchronously; zmq_close alone releases them later, on ZeroMQ's reaper thread.
@@ -149,6 +307,7 @@ void Mailbox::close() {
     }
   }
   socket_.reset();  // zmq_close; linger is 0
+  if (!zap_domain.empty()) transport_->remove_zap_domain(zap_domain);
   if (!path.empty()) {
     // ZeroMQ closes the listener asynchronously on its I/O thread and (in 4.3) leaves the socket
     // file behind. Wait (briefly) until the path stops accepting connections, then remove the
@@ -237,6 +396,8 @@ StatusOr<std::unique_ptr<Outbox>> Outbox::connect(std::shared_ptr<Transport> tra
   if (options.send_timeout_ms < 0 || options.send_hwm < 0 || options.linger_ms < 0) {
     return invalid_argument("Outbox::connect " + endpoint + ": negative option");
   }
+  GRPO_RETURN_IF_ERROR(check_security_options(options.security, /*is_server=*/false,
+                                              "Outbox::connect " + endpoint));
   std::unique_ptr<Socket> socket;
   try {
     socket = std::make_unique<Socket>(transport->impl_->context);
@@ -244,6 +405,10 @@ StatusOr<std::unique_ptr<Outbox>> Outbox::connect(std::shared_ptr<Transport> tra
     socket->socket.set(zmq::sockopt::sndhwm, options.send_hwm);
     socket->socket.set(zmq::sockopt::sndtimeo, options.send_timeout_ms);
     socket->socket.set(zmq::sockopt::immediate, options.immediate);
+    if (options.security.enabled) {
+      GRPO_RETURN_IF_ERROR(internal::set_curve_client(socket->socket.handle(), options.security,
+                                                      "Outbox::connect " + endpoint));
+    }
     socket->socket.connect(endpoint);
   } catch (const zmq::error_t& e) {
     return from_zmq(e, "connect " + endpoint);

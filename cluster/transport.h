@@ -12,6 +12,14 @@
 // it, so the ZeroMQ context always outlives its sockets; close (or destroy) the mailboxes and
 // outboxes and drop the last Transport reference in any order without hanging (sockets linger at
 // most OutboxOptions::linger_ms).
+//
+// Security (cluster/security.h has the trust model). MailboxOptions::security and
+// OutboxOptions::security, when enabled, make the sockets authenticate with ZeroMQ CURVE and
+// encrypt every message on ipc:// and tcp://; a secured mailbox admits only outboxes presenting a
+// key on its allow-list (checked by the Transport's ZAP handler thread), so messages from any
+// other peer, including an unsecured one, never reach the callback. Both ends must be secured.
+// inproc:// endpoints are NOT authenticated or encrypted, whatever the options say: ZeroMQ skips
+// security on inproc, which only reaches sockets of the same process (and Transport).
 #pragma once
 
 #include <atomic>
@@ -23,13 +31,18 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "base/status.h"
+#include "cluster/security.h"
 
 namespace grpo::cluster {
 
 // Owns the process's ZeroMQ context. Create one per process and share it: inproc:// endpoints
-// only reach sockets of the same Transport. Thread-safe.
+// only reach sockets of the same Transport. Thread-safe. The first secured server socket (a
+// Mailbox or RingAllReduce with security enabled) starts the Transport's ZAP handler thread,
+// which checks every CURVE handshake against that socket's allow-list; the thread ends with the
+// Transport.
 class Transport {
  public:
   // GRPO_CHECK failure when ZeroMQ cannot create a context (out of file descriptors).
@@ -39,6 +52,10 @@ class Transport {
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
 
+  // CURVE handshakes refused by the ZAP handler so far (client key not on the allow-list). Peers
+  // refused earlier, e.g. for not using CURVE at all, are not counted.
+  uint64_t authentication_denied() const;
+
  private:
   friend class Mailbox;
   friend class Outbox;
@@ -47,6 +64,15 @@ class Transport {
   // The raw ZeroMQ context handle (zmq_ctx_new's void*), for cluster/ classes that own their
   // sockets directly (RingAllReduce). Valid for the Transport's lifetime.
   void* context_handle() const;
+  // Registers the raw 32-byte client keys a secured server socket admits under a fresh ZAP
+  // domain and returns the domain (set it as the socket's ZMQ_ZAP_DOMAIN before binding). The
+  // first call starts the ZAP handler: a REP socket bound at inproc://zeromq.zap.01 in this
+  // Transport's context, served by a thread that answers each CURVE handshake with 200 when the
+  // client's key is on its domain's list, else 400 (unknown domains and other mechanisms: 400).
+  // The thread stops, within its poll interval, when the Transport is destroyed.
+  StatusOr<std::string> add_zap_domain(std::vector<std::string> allowed_client_keys);
+  // Forgets a domain (its socket is closed); later handshakes under it are refused.
+  void remove_zap_domain(const std::string& domain);
   explicit Transport(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
@@ -58,6 +84,10 @@ struct MailboxOptions {
   size_t max_message_bytes = size_t{512} << 20;
   int receive_hwm = 1000;      // ZMQ_RCVHWM, in messages
   int poll_interval_ms = 20;   // how often the receive thread checks for close()
+  // CURVE server side (ZMQ_CURVE_SERVER with own.secret_key, allow-list allowed_client_keys,
+  // enforced through a ZAP domain). Disabled: no authentication, no encryption. Ignored on
+  // inproc:// (see the header comment).
+  SecurityOptions security;
 };
 
 // A bound PULL socket plus the thread that receives on it.
@@ -73,7 +103,8 @@ class Mailbox {
 
   // Binds `endpoint` and starts receiving. AlreadyExists (naming the endpoint) when it is bound
   // already, by this process or, for ipc://, by another live process; InvalidArgument for a
-  // malformed endpoint. `tcp://host:*` picks a free port: see endpoint().
+  // malformed endpoint or malformed security keys (Unimplemented when security is enabled and
+  // libzmq lacks CURVE). `tcp://host:*` picks a free port: see endpoint().
   static StatusOr<std::unique_ptr<Mailbox>> bind(std::shared_ptr<Transport> transport,
                                                  std::string endpoint, Callback callback,
                                                  MailboxOptions options = {});
@@ -122,13 +153,17 @@ struct OutboxOptions {
   // false: messages queue while the peer is not (yet) connected; true: send() waits (up to
   // send_timeout_ms) until a connection exists (ZMQ_IMMEDIATE).
   bool immediate = false;
+  // CURVE client side (own keypair, server_public_key). Disabled: plain, unauthenticated. A
+  // secured outbox whose keys a mailbox refuses keeps retrying the handshake; its messages queue
+  // (up to send_hwm) and are never delivered. Ignored on inproc://.
+  SecurityOptions security;
 };
 
 // A connected PUSH socket. Connecting succeeds before the peer binds; ZeroMQ reconnects after the
 // peer restarts. Thread-safe: send() from several threads is serialized by a mutex.
 class Outbox {
  public:
-  // InvalidArgument for a malformed endpoint or negative option.
+  // InvalidArgument for a malformed endpoint, negative option or malformed security keys.
   static StatusOr<std::unique_ptr<Outbox>> connect(std::shared_ptr<Transport> transport,
                                                    std::string endpoint,
                                                    OutboxOptions options = {});

@@ -1,4 +1,5 @@
-// Runs the real `grpo` program as a child process for the program-level tests.
+// Runs the real `grpo` program (or another program of apps/, e.g. grpoctl) as a child process for
+// the program-level tests.
 #pragma once
 
 #include <signal.h>
@@ -16,10 +17,13 @@
 
 namespace grpo::testing {
 
-inline std::string grpo_binary() {
+// The path of the program `name` built in apps/.
+inline std::string app_binary(const std::string& name) {
   const char* dir = std::getenv("GRPO_BINARY_DIR");
-  return std::string(dir ? dir : "build") + "/apps/grpo";
+  return std::string(dir ? dir : "build") + "/apps/" + name;
 }
+
+inline std::string grpo_binary() { return app_binary("grpo"); }
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -33,17 +37,17 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs grpo with args; `while_running` (if set) is polled every 100 ms with the child's pid and
-// returns false once it has done its job.
-inline RunResult run_grpo(const std::vector<std::string>& args, const std::string& log_path,
-                          const std::function<bool(pid_t)>& while_running = nullptr) {
+// Runs the program `bin` with args; `while_running` (if set) is polled every 100 ms with the
+// child's pid and returns false once it has done its job.
+inline RunResult run_program(const std::string& bin, const std::vector<std::string>& args,
+                             const std::string& log_path,
+                             const std::function<bool(pid_t)>& while_running = nullptr) {
   pid_t pid = fork();
   if (pid == 0) {
     FILE* f = std::freopen(log_path.c_str(), "w", stdout);
     (void)f;
     dup2(fileno(stdout), STDERR_FILENO);
     std::vector<char*> argv;
-    std::string bin = grpo_binary();
     argv.push_back(const_cast<char*>(bin.c_str()));
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -64,6 +68,12 @@ inline RunResult run_grpo(const std::vector<std::string>& args, const std::strin
   res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   res.output = read_file(log_path);
   return res;
+}
+
+// Runs grpo with args (see run_program).
+inline RunResult run_grpo(const std::vector<std::string>& args, const std::string& log_path,
+                          const std::function<bool(pid_t)>& while_running = nullptr) {
+  return run_program(grpo_binary(), args, log_path, while_running);
 }
 
 }  // namespace grpo::testing
