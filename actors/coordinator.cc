@@ -27,6 +27,10 @@ struct CoordinatorState {
   uint64_t learner_step = 0;
   uint64_t buffer_evicted = 0;  // since start
   std::map<uint64_t, cluster::LeaseRequest> parked;  // by worker id
+  // The last grant of each generator, until its next request says it was completed. A generator
+  // that restarted (crash, kill -9) gets the same leases again (same group ids, prompts and seeds;
+  // the buffer's idempotent puts drop any duplicate).
+  std::map<uint64_t, std::vector<cluster::PromptLease>> outstanding;  // by worker id
   uint64_t bad_messages = 0;
   bool done = false;
   static inline const char* name = "coordinator";
@@ -78,6 +82,7 @@ void try_grant(Self* self, uint64_t worker) {
                                      {"next_group_id", storage::StateStore::encode_u64(s.next_group_id)}});
   if (!persisted.ok()) GRPO_LOG(kError) << "coordinator: cannot persist the prompt cursor: " << persisted;
   s.parked.erase(it);
+  s.outstanding[worker] = grant.leases;
   Status sent = s.peers->send_msg(endpoint_of(st.endpoint_prefix, "generator", static_cast<int>(worker)), grant);
   if (send_failed(sent)) GRPO_LOG(kWarn) << "coordinator: lease grant to generator " << worker << " not sent: " << sent;
 }
@@ -98,6 +103,20 @@ void on_wire(Self* self, const std::string& bytes) {
       if (!decode_or_report("coordinator", bytes, &req, &s.bad_messages)) return;
       if (req.worker_id >= static_cast<uint64_t>(s.ctx.settings.generators) || req.max_groups < 1)
         return report_bad_message("coordinator", invalid_argument("lease request from unknown worker " + std::to_string(req.worker_id)), &s.bad_messages);
+      auto held = s.outstanding.find(req.worker_id);
+      if (held != s.outstanding.end() && !held->second.empty() && req.restarted && !s.done) {
+        cluster::LeaseGrant grant;
+        grant.worker_id = req.worker_id;
+        grant.leases = held->second;
+        for (auto& l : grant.leases) l.deadline_ms = now_ms() + 600000;
+        GRPO_LOG(kInfo) << "coordinator: generator " << req.worker_id << " restarted; re-issuing its "
+                        << grant.leases.size() << " lost lease(s)";
+        Status sent = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "generator",
+                                                    static_cast<int>(req.worker_id)), grant);
+        if (send_failed(sent)) GRPO_LOG(kWarn) << "coordinator: re-issued grant not sent: " << sent;
+        break;
+      }
+      s.outstanding.erase(req.worker_id);  // its previous grant is done
       s.parked[req.worker_id] = req;
       try_grant(self, req.worker_id);
       break;

@@ -24,6 +24,7 @@ struct GeneratorState {
   cluster::WeightAssembler assembler;
   int64_t version = -1;  // -1: no weights yet
   bool request_outstanding = false;
+  bool requested_before = false;  // false until the first lease request of this generator
   uint64_t bad_messages = 0;
   uint64_t groups_done = 0;
   static inline const char* name = "generator";
@@ -42,6 +43,8 @@ void request_leases(Self* self) {
   req.worker_id = static_cast<uint64_t>(s.id);
   req.policy_version = static_cast<uint64_t>(s.version);
   req.max_groups = s.ctx.settings.generator_batch_groups;
+  req.restarted = !s.requested_before;
+  s.requested_before = true;
   Status st = s.peers->send_msg(coordinator_endpoint(s), req);
   if (send_failed(st)) GRPO_LOG(kWarn) << "generator " << s.id << ": lease request not sent: " << st;
   s.request_outstanding = true;

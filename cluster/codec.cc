@@ -48,6 +48,7 @@ void to_wire(const LeaseRequest& m, w::LeaseRequest::Builder b) {
   b.setWorkerId(m.worker_id);
   b.setPolicyVersion(m.policy_version);
   b.setMaxGroups(m.max_groups);
+  b.setRestarted(m.restarted);
 }
 
 void to_wire(const PromptLease& m, w::PromptLease::Builder b) {
@@ -222,6 +223,7 @@ Status from_wire(w::LeaseRequest::Reader r, LeaseRequest* m) {
   m->worker_id = r.getWorkerId();
   m->policy_version = r.getPolicyVersion();
   m->max_groups = r.getMaxGroups();
+  m->restarted = r.getRestarted();
   return ok_status();
 }
 

@@ -21,6 +21,7 @@ struct LeaseRequest {
   workerId @0 :UInt64;
   policyVersion @1 :UInt64;
   maxGroups @2 :Int32 = 1;
+  restarted @3 :Bool;  # the worker's first request since it started: its last grant was lost
 }
 
 struct PromptLease {

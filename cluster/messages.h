@@ -27,6 +27,7 @@ struct LeaseRequest {
   uint64_t worker_id = 0;
   uint64_t policy_version = 0;
   int32_t max_groups = 1;
+  bool restarted = false;  // first request since the worker started: its previous grant was lost
 };
 
 // coordinator -> generator: one prompt group to sample `group_size` completions for.

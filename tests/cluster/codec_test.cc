@@ -31,6 +31,7 @@ LeaseRequest sample_lease_request() {
   m.worker_id = 7;
   m.policy_version = 123456789012345ull;
   m.max_groups = -3;
+  m.restarted = true;
   return m;
 }
 
@@ -167,6 +168,7 @@ void expect_eq(const LeaseRequest& a, const LeaseRequest& b) {
   EXPECT_EQ(a.worker_id, b.worker_id);
   EXPECT_EQ(a.policy_version, b.policy_version);
   EXPECT_EQ(a.max_groups, b.max_groups);
+  EXPECT_EQ(a.restarted, b.restarted);
 }
 void expect_eq(const PromptLease& a, const PromptLease& b) {
   EXPECT_EQ(a.group_id, b.group_id);
