@@ -6,6 +6,7 @@
 // the tcp tests probe free ports by binding a plain socket to port 0 and closing it, then create
 // the ring; if another process grabbed a port in between, create() fails with AlreadyExists and
 // the ring is rebuilt on fresh ports (up to 10 tries).
+#include "tests/cluster/test_util.h"
 #include "cluster/allreduce.h"
 
 #include <gtest/gtest.h>
@@ -32,6 +33,9 @@
 namespace grpo::cluster {
 namespace {
 
+using test_util::Collector;
+using test_util::TempDir;
+
 using Clock = std::chrono::steady_clock;
 
 enum class Kind { kInproc, kTcp, kIpc };
@@ -45,21 +49,6 @@ std::string kind_name(Kind k) {
   return "?";
 }
 
-// A temporary directory removed (with its files) at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/grpo_allreduce_test.XXXXXX";
-    const char* dir = ::mkdtemp(tmpl);
-    if (dir == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = dir;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // `count` distinct free tcp ports on 127.0.0.1 (free when probed; see the file comment).
 std::vector<int> free_tcp_ports(int count) {

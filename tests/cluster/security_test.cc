@@ -1,5 +1,6 @@
 // Tests of cluster/security.h: CURVE keys, key files, and secured mailboxes, outboxes and rings
 // over ipc:// (in a temp dir) and tcp://127.0.0.1 (inproc:// runs no security at all).
+#include "tests/cluster/test_util.h"
 #include "cluster/security.h"
 
 #include <gtest/gtest.h>
@@ -23,50 +24,16 @@
 namespace grpo::cluster {
 namespace {
 
+using test_util::Collector;
+using test_util::TempDir;
+
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 // How long a refused peer is given to (not) get a message through.
 constexpr milliseconds kRefusalWindow{500};
 
-class Collector {
- public:
-  Mailbox::Callback callback() {
-    return [this](std::string bytes) {
-      std::lock_guard<std::mutex> lock(mu_);
-      messages_.push_back(std::move(bytes));
-      cv_.notify_all();
-    };
-  }
-  bool wait_for(size_t n, milliseconds timeout = milliseconds(10000)) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return messages_.size() >= n; });
-  }
-  std::vector<std::string> messages() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return messages_;
-  }
 
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::string> messages_;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/grpo_security_test.XXXXXX";
-    const char* dir = ::mkdtemp(tmpl);
-    if (dir == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = dir;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 CurveKeyPair new_pair() {
   auto pair = generate_curve_keypair();

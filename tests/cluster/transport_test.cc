@@ -1,4 +1,5 @@
 // Tests of cluster/transport.h over inproc://, ipc:// (in a temp dir) and tcp://127.0.0.1.
+#include "tests/cluster/test_util.h"
 #include "cluster/transport.h"
 
 #include <gtest/gtest.h>
@@ -23,49 +24,12 @@
 namespace grpo::cluster {
 namespace {
 
+using test_util::Collector;
+using test_util::TempDir;
+
 using Clock = std::chrono::steady_clock;
 
-// Collects what a mailbox receives; safe to read while the receive thread appends.
-class Collector {
- public:
-  Mailbox::Callback callback() {
-    return [this](std::string bytes) {
-      std::lock_guard<std::mutex> lock(mu_);
-      messages_.push_back(std::move(bytes));
-      cv_.notify_all();
-    };
-  }
-  // Waits until at least n messages arrived (false on timeout).
-  bool wait_for(size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return messages_.size() >= n; });
-  }
-  std::vector<std::string> messages() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return messages_;
-  }
 
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::string> messages_;
-};
-
-// A temporary directory removed (with its files) at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/grpo_transport_test.XXXXXX";
-    const char* dir = ::mkdtemp(tmpl);
-    if (dir == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = dir;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Polls `pred` until it holds or the timeout passes.
 bool wait_until(const std::function<bool()>& pred,
