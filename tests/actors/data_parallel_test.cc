@@ -11,6 +11,7 @@
 
 #include "cluster/allreduce.h"
 #include "runtime/trainer.h"
+#include "tests/cluster/test_util.h"
 
 namespace grpo {
 namespace {
@@ -119,10 +120,9 @@ TEST(DataParallelTest, TwoLearnersOverTheZeroMqRingMatchOneLearner) {
 }
 
 TEST(DataParallelTest, ThreeLearnersOverTcpMatchOneLearner) {
-  // Fixed loopback ports derived from the pid, so parallel test processes do not collide.
-  const int base = 20000 + static_cast<int>(::getpid() % 20000);
+  // Ports that were free when probed (bind to port 0), so parallel test processes do not collide.
   std::vector<std::string> eps;
-  for (int r = 0; r < 3; ++r) eps.push_back("tcp://127.0.0.1:" + std::to_string(base + r));
+  for (int port : cluster::test_util::free_tcp_ports(3)) eps.push_back("tcp://127.0.0.1:" + std::to_string(port));
   check_world(3, eps);
 }
 

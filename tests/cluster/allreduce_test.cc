@@ -35,6 +35,7 @@ namespace {
 
 using test_util::Collector;
 using test_util::TempDir;
+using test_util::free_tcp_ports;
 
 using Clock = std::chrono::steady_clock;
 
@@ -49,30 +50,6 @@ std::string kind_name(Kind k) {
   return "?";
 }
 
-
-// `count` distinct free tcp ports on 127.0.0.1 (free when probed; see the file comment).
-std::vector<int> free_tcp_ports(int count) {
-  std::vector<int> fds;
-  std::vector<int> ports;
-  for (int i = 0; i < count; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) throw std::runtime_error("socket() failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ::close(fd);
-      throw std::runtime_error("probing a free port failed");
-    }
-    fds.push_back(fd);  // held open until all are chosen, so the ports are distinct
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  for (int fd : fds) ::close(fd);
-  return ports;
-}
 
 std::string unique_inproc(const std::string& stem) {
   static std::atomic<int> counter{0};

@@ -1,8 +1,12 @@
-// Helpers shared by the cluster/ test suites: a mailbox message collector and a short-lived
-// temporary directory (short paths, because ipc:// socket paths are limited to 107 bytes).
+// Helpers shared by the cluster/ test suites (and tests that open tcp rings): a mailbox message
+// collector, free loopback tcp ports, and a short-lived temporary directory (short paths, because ipc:// socket paths are limited to 107 bytes).
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -59,5 +63,29 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// `count` distinct free tcp ports on 127.0.0.1 (free when probed; see the file comment).
+inline std::vector<int> free_tcp_ports(int count) {
+  std::vector<int> fds;
+  std::vector<int> ports;
+  for (int i = 0; i < count; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw std::runtime_error("socket() failed");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof(addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ::close(fd);
+      throw std::runtime_error("probing a free port failed");
+    }
+    fds.push_back(fd);  // held open until all are chosen, so the ports are distinct
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  for (int fd : fds) ::close(fd);
+  return ports;
+}
 
 }  // namespace grpo::cluster::test_util
