@@ -13,12 +13,9 @@ namespace grpo {
 namespace {
 namespace fs = std::filesystem;
 using testing::read_file;
+using testing::lines_of;
 using testing::run_grpo;
-
-std::string source_dir() {
-  const char* s = std::getenv("GRPO_SOURCE_DIR");
-  return s ? s : ".";
-}
+using testing::source_dir;
 
 std::vector<std::string> up_args(const std::string& dir, int steps) {
   return {"up", "--config", source_dir() + "/configs/cluster-local.toml", "run.dir=" + dir,
@@ -26,12 +23,6 @@ std::vector<std::string> up_args(const std::string& dir, int steps) {
           "model.ffn_hidden=64", "sft.steps=3", "sft.batch_size=8", "grpo.steps=" + std::to_string(steps),
           "grpo.group_size=4", "grpo.groups_per_step=2", "generator.batch_groups=1", "task.eval_prompts=8",
           "task.eval_samples=1", "checkpoint.every=5"};
-}
-
-int lines_of(const std::string& path) {
-  int n = 0;
-  for (char c : read_file(path)) n += c == '\n';
-  return n;
 }
 
 // The pid of a service from the /proc command lines of the children of `parent`.

@@ -10,12 +10,9 @@ namespace grpo {
 namespace {
 namespace fs = std::filesystem;
 using testing::read_file;
+using testing::lines_of;
 using testing::run_grpo;
-
-std::string source_dir() {
-  const char* s = std::getenv("GRPO_SOURCE_DIR");
-  return s ? s : ".";
-}
+using testing::source_dir;
 
 std::vector<std::string> tiny_args(const std::string& dir, int steps) {
   return {"train", "--config", source_dir() + "/configs/local.toml", "run.dir=" + dir,
@@ -23,12 +20,6 @@ std::vector<std::string> tiny_args(const std::string& dir, int steps) {
           "grpo.steps=" + std::to_string(steps), "grpo.group_size=4", "grpo.groups_per_step=2",
           "generator.batch_groups=1", "task.eval_prompts=8", "task.eval_samples=1",
           "checkpoint.every=2"};
-}
-
-int lines_of(const std::string& path) {
-  int n = 0;
-  for (char c : read_file(path)) n += c == '\n';
-  return n;
 }
 
 TEST(EmbeddedRunTest, RunsEveryRoleWithReplicasAndResumes) {

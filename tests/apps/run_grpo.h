@@ -32,6 +32,19 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// The source tree (GRPO_SOURCE_DIR, set by ctest; else the working directory).
+inline std::string source_dir() {
+  const char* s = std::getenv("GRPO_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+// Lines in a text file (0 when it does not exist), e.g. records in metrics.jsonl.
+inline int lines_of(const std::string& path) {
+  int n = 0;
+  for (char c : read_file(path)) n += c == '\n';
+  return n;
+}
+
 struct RunResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together

@@ -3,6 +3,7 @@
 // Tests that need a device skip where none is visible; the argument and workspace checks run
 // everywhere.
 #include "kernels/cuda/token_logprobs.h"
+#include "tests/kernels/device_buffer.h"
 
 #include <gtest/gtest.h>
 
@@ -23,25 +24,7 @@ namespace {
     if (!device_.ok()) GTEST_SKIP() << "no CUDA device: " << device_.message(); \
   } while (0)
 
-// Device memory that frees itself.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(int64_t bytes) : bytes_(bytes) {
-    const Status s = cuda_alloc(&ptr_, bytes);
-    EXPECT_TRUE(s.ok()) << s;
-  }
-  ~DeviceBuffer() { (void)cuda_free(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  template <typename T>
-  T* as() const { return static_cast<T*>(ptr_); }
-  int64_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  int64_t bytes_;
-};
+using test_util::DeviceBuffer;
 
 template <typename T>
 void upload(DeviceBuffer& dst, const std::vector<T>& src) {

@@ -4,6 +4,7 @@
 // of small integers in float, bitwise identical across ranks, broadcast, and a collective that
 // one rank skips. Tests that need NCCL and a device skip (GTEST_SKIP) where nccl_available() fails.
 #include "kernels/cuda/nccl_allreduce.h"
+#include "tests/kernels/device_buffer.h"
 
 #include <gtest/gtest.h>
 
@@ -24,25 +25,7 @@ namespace {
     if (!nccl_.ok()) GTEST_SKIP() << "NCCL not usable here: " << nccl_.message(); \
   } while (0)
 
-// Device memory on the current device that frees itself.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(int64_t bytes) : bytes_(bytes) {
-    const Status s = cuda_alloc(&ptr_, bytes);
-    EXPECT_TRUE(s.ok()) << s;
-  }
-  ~DeviceBuffer() { (void)cuda_free(ptr_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  void* get() const { return ptr_; }
-  float* floats() const { return static_cast<float*>(ptr_); }
-  int64_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  int64_t bytes_;
-};
+using test_util::DeviceBuffer;
 
 Status upload(const DeviceBuffer& dst, const void* src) {
   return cuda_copy_to_device(dst.get(), src, dst.bytes());
