@@ -236,6 +236,12 @@ std::shared_ptr<storage::RolloutStore> open_buffer_store(const RunSettings& st, 
   return store;
 }
 
+caf::actor_system_config& configure_actor_system(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.max-threads", 2);
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  return cfg;
+}
+
 int supervise_until_learner_done(caf::scoped_actor& supervisor, const caf::actor& learner) {
   int exit_code = 0;
   bool running = true, stop_sent = false;

@@ -59,6 +59,9 @@ std::shared_ptr<storage::RolloutStore> open_buffer_store(const RunSettings& st, 
 // 130 interrupted, 1 failed.
 int supervise_until_learner_done(caf::scoped_actor& supervisor, const caf::actor& learner);
 
+// The actor system settings of every process of a run (2 scheduler threads, CAF's logger quiet).
+caf::actor_system_config& configure_actor_system(caf::actor_system_config& cfg);
+
 // The final held-out evaluation, the before/after table and eval.json. Returns the exit code.
 int finish_run(const RunInputs& in, const runtime::Trainer& trainer, double sft_pass);
 

@@ -85,9 +85,7 @@ int run_service(const Config& config, const std::string& role, int id) {
   }
 
   caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads", 2);
-  cfg.set("logger.verbosity", caf::atom("quiet"));
-  caf::actor_system sys{cfg};
+  caf::actor_system sys{configure_actor_system(cfg)};
   caf::scoped_actor supervisor{sys};
   RoleContext ctx{st, cluster::Transport::create(), supervisor};
   caf::actor actor;

@@ -70,7 +70,9 @@ class PlainStep {
     auto logp_all = torch::log_softmax(model_->forward(inputs, positions, AttentionCall{}) / g.temperature, -1);
     auto logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
     auto entropy = -(logp_all.exp() * logp_all).sum(-1).detach();
-    entropy_ = ((entropy * mask).sum() / mask.sum()).item<double>();
+    // The learner reports this metric every step, so the baseline computes it too.
+    const double entropy_mean = ((entropy * mask).sum() / mask.sum()).item<double>();
+    (void)entropy_mean;
     ObjectiveResult obj = grpo_objective(logp, behaviour, ref_logp, mask, adv, g);
     optimizer_->zero_grad();
     obj.loss.backward();
@@ -86,7 +88,6 @@ class PlainStep {
   LlamaForCausalLM model_, reference_;
   OptimizerOptions options_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  double entropy_ = 0;
 };
 
 std::vector<TrainSample> make_batch(const LearnerBenchOptions& o, int64_t vocab, std::mt19937_64& rng) {

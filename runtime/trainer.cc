@@ -384,7 +384,7 @@ Status Trainer::save(const std::string& dir) const {
     GRPO_RETURN_IF_ERROR(write_safetensors(dir + "/reference.safetensors", ref));
 
     std::vector<TensorToWrite> state;
-    std::vector<int64_t> steps;
+    std::vector<int64_t> steps;  // reserved up front: `state` points into it
     const auto named = impl_->model->named_parameters();
     steps.reserve(named.size());
     auto& opt_state = impl_->optimizer->state();
@@ -397,11 +397,7 @@ Status Trainer::save(const std::string& dir) const {
       keep.push_back(st.exp_avg_sq().contiguous());
       state.push_back(TensorToWrite{p.key() + ".exp_avg_sq", "F32", keep.back().sizes().vec(), keep.back().data_ptr()});
       steps.push_back(st.step());
-    }
-    size_t k = 0;
-    for (const auto& p : named) {
-      if (opt_state.count(c10::guts::to_string(p.value().unsafeGetTensorImpl())) == 0) continue;
-      state.push_back(TensorToWrite{p.key() + ".step", "I64", {1}, &steps[k++]});
+      state.push_back(TensorToWrite{p.key() + ".step", "I64", {1}, &steps.back()});
     }
     keep.push_back(at::detail::getDefaultCPUGenerator().get_state().contiguous());
     state.push_back(TensorToWrite{"rng.torch_cpu", "U8", {keep.back().numel()}, keep.back().data_ptr()});
