@@ -1,85 +1,61 @@
-// Broadcaster: relays each weight version from the learner to every generator.
+// Broadcaster: relays each weight version from learner 0 to every generator along a chain.
 //
-// The manifest and each chunk are forwarded as soon as they arrive and pass their checksum
-// (pipelined: a generator starts receiving before the broadcaster has the whole version). The latest
-// complete version is kept, so a generator that joins late or restarts gets it on its first
-// heartbeat. Chunks of an older version than the one in progress are ignored.
+// A thin actor over cluster::WeightSource (cluster/weight_relay.h), which does the work:
+//   - membership: the generators' heartbeats (about every second) say who is live and which
+//     version each holds; one silent for member_timeout drops out of the next chain, one that
+//     appears (started, restarted, scaled up) joins it. settings.generators is not consulted: the
+//     count changes while the run is live (grpoctl scale).
+//   - each manifest from the learner starts a version: the live generators, by id, form the chain;
+//     the manifest goes to its head with the endpoints of the rest, then every chunk goes to the
+//     head as soon as it arrives and passes its checksum (pipelined: the head forwards chunk i while
+//     chunk i+1 arrives, and so on down the chain). Chunks of an older version than the one in
+//     progress are ignored.
+//   - the latest complete version is kept: a generator that was in no chain for it (late joiner,
+//     restart) gets it directly on its next heartbeat; one that lacks a version completed over 2 s
+//     ago (a hop upstream of it died) gets the latest directly too; a WeightChunkRequest (a chunk that failed its
+//     checksum at a generator) is answered with those chunks.
+#include <chrono>
+
 #include "actors/roles.h"
 #include "actors/wire.h"
+#include "cluster/weight_relay.h"
 
 namespace grpo::actors {
 namespace {
+
+// Generator ids a heartbeat or chunk request may carry: an id beyond this names no generator the
+// cluster could run, so its endpoint is not even computed.
+constexpr uint64_t kMaxGeneratorId = 4096;
 
 struct BroadcasterState {
   RoleContext ctx;
   std::unique_ptr<cluster::Mailbox> mailbox;
   std::unique_ptr<Peers> peers;
-  cluster::WeightAssembler assembler;
-  std::string pending_manifest;               // encoded, version in progress
-  std::vector<std::string> pending_chunks;    // encoded
-  int64_t latest_version = -1;
-  std::string latest_manifest;
-  std::vector<std::string> latest_chunks;
+  std::unique_ptr<cluster::WeightSource> source;
+  int64_t published = -1;  // the latest version logged as complete
   uint64_t bad_messages = 0;
   static inline const char* name = "broadcaster";
 };
 
 using Self = caf::stateful_actor<BroadcasterState>;
 
-void fan_out(Self* self, const std::string& bytes) {
-  auto& s = self->state;
-  for (int g = 0; g < s.ctx.settings.generators; ++g) {
-    Status st = s.peers->send(endpoint_of(s.ctx.settings.endpoint_prefix, "generator", g), bytes);
-    if (send_failed(st)) GRPO_LOG(kWarn) << "broadcaster: send to generator " << g << " failed: " << st;
-  }
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
-void on_wire(Self* self, const std::string& bytes) {
+void on_wire(Self* self, std::string bytes) {
   auto& s = self->state;
-  auto kind = cluster::peek_kind(bytes);
-  if (!kind.ok()) return report_bad_message("broadcaster", kind.status(), &s.bad_messages);
-  switch (*kind) {
-    case cluster::MessageKind::kWeightManifest: {
-      cluster::WeightManifest m;
-      if (!decode_or_report("broadcaster", bytes, &m, &s.bad_messages)) return;
-      if (static_cast<int64_t>(m.version) <= s.latest_version) return;
-      Status st = s.assembler.begin(m);
-      if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
-      s.pending_manifest = bytes;
-      s.pending_chunks.clear();
-      fan_out(self, bytes);
-      break;
-    }
-    case cluster::MessageKind::kWeightChunk: {
-      cluster::WeightChunk c;
-      if (!decode_or_report("broadcaster", bytes, &c, &s.bad_messages)) return;
-      if (!s.assembler.started() || c.version != s.assembler.version()) return;
-      Status st = s.assembler.add_chunk(c);
-      if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
-      s.pending_chunks.push_back(bytes);
-      fan_out(self, bytes);
-      if (s.assembler.complete()) {
-        s.latest_version = static_cast<int64_t>(s.assembler.version());
-        s.latest_manifest = std::move(s.pending_manifest);
-        s.latest_chunks = std::move(s.pending_chunks);
-        s.pending_chunks.clear();
-        (void)s.assembler.take_blob();
-        GRPO_LOG(kDebug) << "broadcaster: relayed weights v" << s.latest_version;
-      }
-      break;
-    }
-    case cluster::MessageKind::kHeartbeat: {
-      cluster::Heartbeat hb;
-      if (!decode_or_report("broadcaster", bytes, &hb, &s.bad_messages)) return;
-      if (hb.role != "generator" || s.latest_version < 0) return;
-      if (hb.in_flight >= 0 && static_cast<int64_t>(hb.policy_version) >= s.latest_version) return;
-      std::string endpoint = endpoint_of(s.ctx.settings.endpoint_prefix, "generator", static_cast<int>(hb.worker_id));
-      (void)s.peers->send(endpoint, s.latest_manifest);
-      for (const auto& c : s.latest_chunks) (void)s.peers->send(endpoint, c);
-      break;
-    }
-    default:
-      report_bad_message("broadcaster", invalid_argument(std::string("unexpected ") + cluster::message_kind_name(*kind)), &s.bad_messages);
+  Status st = s.source->on_message(std::move(bytes), steady_ms());
+  if (!st.ok()) return report_bad_message("broadcaster", st, &s.bad_messages);
+  if (s.source->latest_version() > s.published) {
+    s.published = s.source->latest_version();
+    const auto& chains = s.source->chains();
+    size_t members = 0;
+    for (const auto& c : chains) members += c.size();
+    GRPO_LOG(kDebug) << "broadcaster: relayed weights v" << s.published << " to " << members
+                     << " generator(s) along " << chains.size() << " chain(s)";
   }
 }
 
@@ -90,9 +66,29 @@ caf::behavior broadcaster_actor(Self* self, RoleContext ctx, int id) {
     self->quit();
     return {};
   }
-  GRPO_LOG(kInfo) << "broadcaster " << id << ": up, relaying to " << s.ctx.settings.generators << " generators";
+  Peers* peers = s.peers.get();
+  const std::string prefix = s.ctx.settings.endpoint_prefix;
+  s.source = std::make_unique<cluster::WeightSource>(
+      [peers](const std::string& endpoint, std::string_view bytes) { return peers->send(endpoint, bytes); },
+      [prefix](uint64_t worker) {
+        return worker < kMaxGeneratorId ? endpoint_of(prefix, "generator", static_cast<int>(worker)) : std::string();
+      });
+  GRPO_LOG(kInfo) << "broadcaster " << id << ": up; generators join its chain by heartbeat";
+  self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
   return {
-      [self](wire_atom, const std::string& bytes) { on_wire(self, bytes); },
+      [self](wire_atom, std::string& bytes) { on_wire(self, std::move(bytes)); },
+      [self, id](tick_atom) {
+        // Membership: the coordinator lists the broadcaster and the weight version it holds.
+        auto& s = self->state;
+        cluster::Heartbeat hb;
+        hb.role = "broadcaster";
+        hb.worker_id = static_cast<uint64_t>(id);
+        hb.epoch = s.ctx.epoch;
+        hb.policy_version = s.published < 0 ? 0 : static_cast<uint64_t>(s.published);
+        hb.timestamp_ms = now_ms();
+        (void)s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
+        self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+      },
   };
 }
 

@@ -1,20 +1,34 @@
-// Buffer: the RocksDB rollout store behind a mailbox.
+// Buffer: the sharded RocksDB rollout store (storage/rollout_store.h) behind a mailbox.
 //
-// Scored groups are stored idempotently by group id (a duplicate is a no-op), under their behaviour
-// version (the oldest weight version among their tokens). A TrainBatchRequest for step s is served
-// when enough pending groups are at least min_version: they are marked consumed by step s in the
-// same write batch that advances the cursor to s (exactly once), then sent. A request that cannot be
-// served yet is parked until enough groups arrive. Groups older than the window are evicted and
-// reported to the coordinator so that admission accounts for them.
+// Scored groups are stored idempotently by group id in shard id % buffer.shards (a duplicate is a
+// no-op, across restarts too), under their behaviour version (the oldest weight version among their
+// tokens). A TrainBatchRequest for step s is served when enough pending groups are at least
+// min_version, lowest ids first across the shards: the store logs "step s = these groups", marks
+// them consumed in every shard and then moves its cursor to s, and only then is the batch sent
+// (exactly once; a commit cut short by a crash is replayed with the same groups). A request for a
+// step already served (a learner restarted from a checkpoint) gets the same groups again. A request
+// that cannot be served yet is parked until enough groups arrive. Groups older than the window are
+// evicted and reported to the coordinator so that admission accounts for them.
+// Acknowledgement and retention: the request for step s says the learner trained every step before
+// s; the payloads of batches up to min(s - 1, the newest checkpoint's step) are deleted then, since a
+// restarted learner asks for the step after its checkpoint and never for an older one.
 // Dynamic sampling (grpo.dynamic_sampling, DAPO): a group whose rewards are all equal has zero
 // advantage everywhere and teaches nothing, so on arrival it is discarded (evicted, reported to the
 // coordinator as retired, which lets admission lease a fresh prompt in its place) until
 // grpo.max_dropped x groups_per_step have been dropped since the last batch was served; past that
-// cap such groups are kept and fill the batch. The batch tells the learner how many were dropped.
+// cap such groups are kept and fill the batch. The batch tells the learner how many were dropped
+// (a batch served again after a restart reports those dropped since the restart).
+// Heartbeat: every second (and on every eviction) the coordinator hears the groups retired since
+// start and the unique scored groups ever stored (persisted: the shards keep every id they accepted).
+//
+// State machine: idle --(TrainBatchRequest)--> parked --(enough groups | replay)--> idle (batch sent);
+// a parked request is retried on every stored group and every heartbeat tick.
+#include <chrono>
 #include <optional>
 
 #include "actors/roles.h"
 #include "actors/wire.h"
+#include "runtime/checkpoint.h"
 
 namespace grpo::actors {
 namespace {
@@ -35,11 +49,16 @@ struct BufferState {
 
 using Self = caf::stateful_actor<BufferState>;
 
-void report_retired(Self* self) {
+constexpr auto kHeartbeatInterval = std::chrono::seconds(1);
+
+void send_heartbeat(Self* self) {
   auto& s = self->state;
   cluster::Heartbeat hb;
   hb.role = "buffer";
+  hb.epoch = s.ctx.epoch;
   hb.groups_retired = s.evicted + s.dropped;
+  hb.groups_stored = s.store->stats().accepted;
+  hb.epoch = s.ctx.epoch;
   hb.timestamp_ms = now_ms();
   (void)s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
 }
@@ -65,7 +84,25 @@ void maybe_drop(Self* self, const cluster::ScoredGroup& sg) {
   if (*n == 0) return;
   ++s.dropped;
   ++s.dropped_this_step;
-  report_retired(self);
+  send_heartbeat(self);
+}
+
+// Retention after the request for `step`: see the top of this file.
+void retain(Self* self, uint64_t step) {
+  auto& s = self->state;
+  uint64_t checkpointed = 0;
+  try {
+    auto latest = runtime::latest_checkpoint(s.ctx.settings.run_dir);
+    if (!latest.ok() || !latest->has_value()) return;  // no checkpoint yet: keep everything
+    checkpointed = static_cast<uint64_t>(std::max<int64_t>(0, (*latest)->step));
+  } catch (const std::exception& e) {  // a malformed meta.json must not take the buffer down
+    GRPO_LOG(kWarn) << "buffer: cannot read the newest checkpoint, nothing pruned: " << e.what();
+    return;
+  }
+  const uint64_t through = std::min(step - 1, checkpointed);
+  if (through <= s.store->stats().pruned_through) return;
+  Status st = s.store->prune_consumed(through);
+  if (!st.ok()) GRPO_LOG(kWarn) << "buffer: pruning the batches through step " << through << " failed: " << st;
 }
 
 void try_serve(Self* self) {
@@ -73,40 +110,40 @@ void try_serve(Self* self) {
   if (!s.parked) return;
   const cluster::TrainBatchRequest req = *s.parked;
   auto evicted = s.store->evict_stale(req.min_version);
-  if (evicted.ok() && *evicted > 0) {
+  if (!evicted.ok()) {
+    GRPO_LOG(kError) << "buffer: evicting groups older than version " << req.min_version << " failed: " << evicted.status();
+  } else if (*evicted > 0) {
     s.evicted += *evicted;
     GRPO_LOG(kInfo) << "buffer: evicted " << *evicted << " groups older than version " << req.min_version;
-    report_retired(self);
+    send_heartbeat(self);
   }
-  auto groups = s.store->peek(req.min_version, static_cast<size_t>(req.num_groups));
-  if (!groups.ok()) {
-    GRPO_LOG(kError) << "buffer: read failed: " << groups.status();
+  auto taken = s.store->take_batch(req.step, req.min_version, static_cast<size_t>(req.num_groups));
+  if (!taken.ok()) {
+    // Only a storage failure may pass (it is retried on the next group or tick); a request the store
+    // refuses (a pruned or never-served step, corrupt records) would fail the same way forever.
+    GRPO_LOG(kError) << "buffer: batch for step " << req.step << ": " << taken.status();
+    if (taken.status().code() != StatusCode::kUnavailable) s.parked.reset();
     return;
   }
-  if (static_cast<int32_t>(groups->size()) < req.num_groups) return;
+  if (!taken->has_value()) return;
   cluster::TrainBatch batch;
   batch.step = req.step;
   batch.dropped = s.dropped_this_step;
-  std::vector<uint64_t> ids;
-  for (const auto& g : *groups) {
+  for (const auto& g : **taken) {
     cluster::ScoredGroup sg;
     Status st = cluster::decode(g.payload, &sg);
-    if (!st.ok()) {
-      GRPO_LOG(kError) << "buffer: stored group " << g.group_id << " is unreadable: " << st;
+    if (!st.ok()) {  // its bytes decoded when it was stored: the disk changed them
+      GRPO_LOG(kError) << "buffer: stored group " << g.group_id << " is unreadable and left out of step " << req.step
+                       << ": " << st;
       continue;
     }
-    ids.push_back(g.group_id);
     batch.groups.push_back(std::move(sg));
-  }
-  Status st = s.store->consume(req.step, ids);
-  if (!st.ok()) {
-    GRPO_LOG(kError) << "buffer: consume for step " << req.step << " failed: " << st;
-    return;
   }
   s.parked.reset();
   s.dropped_this_step = 0;
-  st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "learner", static_cast<int>(req.learner_id)), batch);
+  Status st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "learner", static_cast<int>(req.learner_id)), batch);
   if (send_failed(st)) GRPO_LOG(kError) << "buffer: batch for step " << req.step << " not sent: " << st;
+  retain(self, req.step);
 }
 
 void on_wire(Self* self, const std::string& bytes) {
@@ -148,10 +185,20 @@ caf::behavior buffer_actor(Self* self, RoleContext ctx, std::shared_ptr<storage:
     return {};
   }
   auto stats = s.store->stats();
-  GRPO_LOG(kInfo) << "buffer: up, " << stats.pending << " pending and " << stats.consumed
-                  << " consumed groups on disk, cursor at step " << stats.cursor;
+  GRPO_LOG(kInfo) << "buffer: up, " << stats.shards << " shard(s), " << stats.pending << " pending and "
+                  << stats.consumed << " consumed groups on disk (" << stats.accepted
+                  << " stored ever), cursor at step " << stats.cursor
+                  << (stats.logged_through > stats.cursor
+                          ? ", batches of steps up to " + std::to_string(stats.logged_through) + " wait for replay"
+                          : std::string());
+  self->delayed_send(self, kHeartbeatInterval, caf::tick_atom_v);
   return {
       [self](wire_atom, const std::string& bytes) { on_wire(self, bytes); },
+      [self](caf::tick_atom) {
+        send_heartbeat(self);
+        try_serve(self);
+        self->delayed_send(self, kHeartbeatInterval, caf::tick_atom_v);
+      },
   };
 }
 

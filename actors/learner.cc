@@ -74,6 +74,7 @@ void announce(Self* self) {
   hb.policy_version = s.step;
   hb.step = s.step;
   hb.groups_retired = s.step * static_cast<uint64_t>(s.ctx.settings.groups_per_step);
+  hb.epoch = s.ctx.epoch;
   hb.timestamp_ms = now_ms();
   Status st = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
   if (send_failed(st)) GRPO_LOG(kWarn) << "learner: heartbeat not sent: " << st;
@@ -262,7 +263,9 @@ caf::behavior learner_actor(Self* self, RoleContext ctx, int id, std::shared_ptr
     std::vector<std::string> ring;
     for (int r = 0; r < s.ctx.settings.learners; ++r)
       ring.push_back(endpoint_of(s.ctx.settings.endpoint_prefix, "learner-ring", r));
-    auto made = cluster::RingAllReduce::create(s.ctx.transport, id, ring);
+    cluster::RingOptions ring_options;
+    ring_options.security = s.ctx.settings.member_security();
+    auto made = cluster::RingAllReduce::create(s.ctx.transport, id, ring, std::move(ring_options));
     if (!made.ok()) {
       self->send(s.ctx.supervisor, done_atom::value, std::string("learner"),
                  "failed: gradient ring of learner " + std::to_string(id) + ": " + made.status().to_string());

@@ -1,5 +1,7 @@
 #include "actors/run_config.h"
 
+#include "actors/wire.h"
+
 namespace grpo::actors {
 
 const ConfigSchema& run_schema() {
@@ -14,6 +16,9 @@ const ConfigSchema& run_schema() {
     s.add({"run.deterministic", T::kBool, "false", 0, 0,
            "deterministic LibTorch algorithms: a learner stopped and resumed from a checkpoint ends in the same weights as one run straight"});
     s.add({"run.endpoint_prefix", T::kString, "\"inproc://grpo\"", 0, 0, "ZeroMQ endpoint prefix of the roles' mailboxes"});
+    s.add({"run.hosts", T::kString, "\"\"", 0, 0,
+           "per-role hosts of a tcp://HOST:PORT run: \"coordinator=10.1.0.1,buffer=10.1.0.2,generator.0=10.1.0.4\" "
+           "(ROLE=HOST or ROLE.ID=HOST; ROLE.ID wins; unlisted roles use the prefix's HOST)"});
     // [model]
     s.add({"model.dim", T::kInt, "128", 8, 65536, "hidden size"});
     s.add({"model.layers", T::kInt, "3", 1, 256, "decoder layers"});
@@ -112,9 +117,20 @@ const ConfigSchema& run_schema() {
     s.add({"broadcaster.replicas", T::kInt, "1", 1, 1, "broadcaster actors"});
     s.add({"broadcaster.chunk_bytes", T::kInt, "1048576", 1024, 268435456, "weight chunk size"});
     s.add({"buffer.sync_writes", T::kBool, "false", 0, 0, "fsync every buffer write batch"});
+    s.add({"buffer.shards", T::kInt, "1", 1, 1024,
+           "RocksDB stores of the rollout buffer (run_dir/buffer/shard-K), groups routed by id % shards; fixed when the buffer is created"});
+    // [coordinator]
+    s.add({"coordinator.member_timeout_seconds", T::kDouble, "20.0", 1, 86400,
+           "a member silent this long is lost; a lost generator's leases go to the others"});
+    s.add({"coordinator.lease_timeout_seconds", T::kDouble, "600.0", 1, 864000,
+           "a lease grant not completed within this is re-issued to another generator"});
     // [checkpoint]
     s.add({"checkpoint.every", T::kInt, "50", 1, 1e9, "learner steps between checkpoints"});
     s.add({"checkpoint.keep", T::kInt, "3", 1, 1000, "checkpoints kept"});
+    // [security]
+    s.add({"security.keys_dir", T::kPath, "\"\"", 0, 0,
+           "folder written by `grpoctl keygen`: CURVE authentication and encryption of every ipc:// and tcp:// "
+           "socket of the run with KEYS/cluster.key, admin sockets admit only KEYS/admin.pub; empty: plain sockets"});
     return s;
   }();
   return schema;
@@ -128,6 +144,16 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.threads = static_cast<int>(c.get_int("run.threads"));
   r.log_level = c.get_string("run.log_level");
   r.endpoint_prefix = c.get_string("run.endpoint_prefix");
+  r.hosts = c.get_string("run.hosts");
+  {
+    // Every process reads its settings here before it opens a socket: the table endpoint_of uses.
+    auto hosts = parse_role_hosts(r.hosts);
+    if (!hosts.ok()) return invalid_argument(c.origin("run.hosts") + ": run.hosts: " + hosts.status().message());
+    if (!hosts->empty() && r.endpoint_prefix.rfind("tcp://", 0) != 0)
+      return invalid_argument(c.origin("run.hosts") + ": run.hosts: needs run.endpoint_prefix = \"tcp://HOST:PORT\" (it is '" +
+                              r.endpoint_prefix + "')");
+    set_role_hosts(std::move(hosts).value());
+  }
   r.deterministic = c.get_bool("run.deterministic");
 
   r.model.dim = c.get_int("model.dim");
@@ -232,9 +258,39 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.broadcasters = static_cast<int>(c.get_int("broadcaster.replicas"));
   r.chunk_bytes = static_cast<uint32_t>(c.get_int("broadcaster.chunk_bytes"));
   r.buffer_sync_writes = c.get_bool("buffer.sync_writes");
+  r.buffer_shards = static_cast<int>(c.get_int("buffer.shards"));
   r.checkpoint_every = c.get_int("checkpoint.every");
   r.checkpoint_keep = c.get_int("checkpoint.keep");
+  r.member_timeout_seconds = c.get_double("coordinator.member_timeout_seconds");
+  r.lease_timeout_seconds = c.get_double("coordinator.lease_timeout_seconds");
+  r.keys_dir = c.get_string("security.keys_dir");
+  if (!r.keys_dir.empty()) {
+    // Read here, not when the first socket opens: a missing or malformed key is a config error.
+    const std::string where = c.origin("security.keys_dir") + ": security.keys_dir: ";
+    const std::string cluster_file = r.keys_dir + "/cluster.key";
+    auto pair = cluster::read_key_file(cluster_file);
+    if (!pair.ok())
+      return invalid_argument(where + pair.status().message() + " (the cluster keypair; `grpoctl keygen --out " +
+                              r.keys_dir + "` makes the keys)");
+    r.cluster_keys = std::move(pair).value();
+    const std::string admin_file = r.keys_dir + "/admin.pub";
+    auto admin = cluster::read_public_key_file(admin_file);
+    if (!admin.ok())
+      return invalid_argument(where + admin.status().message() + " (the admin public key; `grpoctl keygen --out " +
+                              r.keys_dir + "` makes the keys)");
+    r.admin_public_key = std::move(admin).value();
+    // With the same key an admin would pass as a cluster member and every member as an admin.
+    if (r.admin_public_key == r.cluster_keys.public_key)
+      return invalid_argument(where + "key file " + admin_file +
+                              " holds the cluster's own public key; the admin keypair must be another one (grpoctl keygen)");
+  }
   return r;
+}
+
+cluster::SecurityOptions RunSettings::member_security() const {
+  const bool in_process = endpoint_prefix.rfind("inproc://", 0) == 0;
+  if (!secured() || in_process) return {};
+  return cluster::cluster_security(cluster_keys);
 }
 
 }  // namespace grpo::actors

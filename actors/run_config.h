@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/config.h"
+#include "cluster/security.h"
 #include "runtime/model_config.h"
 #include "runtime/recipe.h"
 #include "runtime/policy.h"
@@ -26,6 +27,7 @@ struct RunSettings {
   int threads = 1;
   std::string log_level;
   std::string endpoint_prefix;
+  std::string hosts;  // run.hosts: "ROLE=HOST,ROLE.ID=HOST,..." (applied by endpoint_of, actors/wire.h)
   bool deterministic = false;
 
   runtime::ModelConfig model;
@@ -69,9 +71,25 @@ struct RunSettings {
   int broadcasters = 1;
   uint32_t chunk_bytes = 1 << 20;
   bool buffer_sync_writes = false;
+  int buffer_shards = 1;  // RocksDB stores of the buffer; fixed when run_dir/buffer is created
 
   int64_t checkpoint_every = 50;
   int64_t checkpoint_keep = 3;
+
+  double member_timeout_seconds = 20.0;  // [coordinator]
+  double lease_timeout_seconds = 600.0;
+
+  // [security] keys_dir: the folder `grpoctl keygen` wrote; empty = the run's sockets are plain.
+  // When set, settings_from_config has read and checked both files, so a bad key fails the config
+  // before any socket opens.
+  std::string keys_dir;
+  cluster::CurveKeyPair cluster_keys;  // KEYS/cluster.key: every member's CURVE keypair
+  std::string admin_public_key;        // KEYS/admin.pub: the only client an admin socket admits
+  bool secured() const { return !keys_dir.empty(); }
+  // The SecurityOptions of every member socket (mailboxes, outboxes, the learners' ring):
+  // cluster_security(cluster_keys) when keys_dir is set and the prefix is ipc:// or tcp://;
+  // disabled otherwise (ZeroMQ never secures inproc://, so embedded mode runs unencrypted).
+  cluster::SecurityOptions member_security() const;
 };
 
 StatusOr<RunSettings> settings_from_config(const Config& config);

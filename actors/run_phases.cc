@@ -218,7 +218,10 @@ int64_t checkpoint_step(const RunSettings& st) {
 }
 
 std::shared_ptr<storage::RolloutStore> open_buffer_store(const RunSettings& st, int64_t step, int* exit_code) {
-  auto store_or = storage::RolloutStore::open(st.run_dir + "/buffer", {st.buffer_sync_writes});
+  storage::RolloutStoreOptions opts;
+  opts.sync_writes = st.buffer_sync_writes;
+  opts.shards = st.buffer_shards;
+  auto store_or = storage::RolloutStore::open(st.run_dir + "/buffer", opts);
   if (!store_or.ok()) {
     std::fprintf(stderr, "error: buffer store: %s\n", store_or.status().message().c_str());
     *exit_code = 1;
@@ -226,6 +229,10 @@ std::shared_ptr<storage::RolloutStore> open_buffer_store(const RunSettings& st, 
   }
   std::shared_ptr<storage::RolloutStore> store = std::move(store_or).value();
   if (store->cursor() > static_cast<uint64_t>(step)) {
+    // The batches of the later steps stay logged and are served again, unchanged, when the resumed
+    // learner asks for them (storage/rollout_store.h).
+    GRPO_LOG(kInfo) << "buffer: rewinding from step " << store->cursor() << " to the checkpoint's step " << step
+                    << "; the batches of the steps after it will be served again as they were";
     Status s = store->rewind(static_cast<uint64_t>(step));
     if (!s.ok()) {
       std::fprintf(stderr, "error: buffer rewind to step %lld: %s\n", static_cast<long long>(step), s.message().c_str());
@@ -252,6 +259,8 @@ int supervise_until_learner_done(caf::scoped_actor& supervisor, const caf::actor
             running = false;
             if (detail == "interrupted") exit_code = 130;
             else if (detail != "completed") exit_code = 1;
+          } else if (detail == "retired") {
+            GRPO_LOG(kInfo) << role << " retired (scaled down)";
           } else {
             GRPO_LOG(kError) << role << " " << detail;
             exit_code = 1;

@@ -19,8 +19,13 @@ int serve_until_signal(caf::scoped_actor& supervisor) {
   while (running) {
     supervisor->receive(
         [&](done_atom, const std::string& role, const std::string& detail) {
-          GRPO_LOG(kError) << role << " " << detail;
-          code = 1;
+          // A generator or verifier scaled away exits 0, so `grpo up` does not restart it.
+          if (detail == "retired") {
+            GRPO_LOG(kInfo) << role << " retired by the coordinator (scaled down); exiting";
+          } else {
+            GRPO_LOG(kError) << role << " " << detail;
+            code = 1;
+          }
           running = false;
         },
         caf::after(std::chrono::milliseconds(200)) >> [&] {
@@ -56,8 +61,14 @@ int run_service(const Config& config, const std::string& role, int id) {
     std::fprintf(stderr, "error: --role: unknown role '%s' (roles: %s)\n", role.c_str(), service_roles());
     return 2;
   }
-  if (id < 0 || id >= count(role)) {
-    std::fprintf(stderr, "error: --id: %s %d does not exist: the config has %d\n", role.c_str(), id, count(role));
+  // Generators and verifiers may be scaled past the config's count while the run is live
+  // (grpoctl scale); the other roles have exactly the config's.
+  const bool scalable = role == "generator" || role == "verifier";
+  if (id < 0 || (scalable ? id >= kMaxScaledWorkers : id >= count(role))) {
+    if (scalable)
+      std::fprintf(stderr, "error: --id: %s %d is out of range: ids go from 0 to %d\n", role.c_str(), id, kMaxScaledWorkers - 1);
+    else
+      std::fprintf(stderr, "error: --id: %s %d does not exist: the config has %d\n", role.c_str(), id, count(role));
     return 2;
   }
 
@@ -82,6 +93,7 @@ int run_service(const Config& config, const std::string& role, int id) {
     state = std::move(state_or).value();
     start.learner_step = static_cast<uint64_t>(step);
     start.dataset = in->dataset;
+    start.restore_pipeline = true;
   }
 
   caf::actor_system_config cfg;

@@ -56,6 +56,7 @@ struct VerifierState {
   uint64_t quarantined = 0;     // submissions answered from quarantine
   uint64_t newly_quarantined = 0;  // samples put in quarantine
   uint64_t refused = 0;         // samples the reward could not score (bad gold)
+  uint64_t handled = 0;         // messages taken from the mailbox (scored or rejected)
   static inline const char* name = "verifier";
 };
 
@@ -211,8 +212,33 @@ std::vector<runtime::ScoreJob> make_jobs(Self* self, const cluster::RolloutGroup
   return jobs;
 }
 
+// Every second: liveness and queue length to the coordinator, which retires a verifier scaled away
+// once its queue is empty.
+void heartbeat(Self* self) {
+  auto& s = self->state;
+  cluster::Heartbeat hb;
+  hb.role = "verifier";
+  hb.worker_id = static_cast<uint64_t>(s.id);
+  hb.epoch = s.ctx.epoch;
+  hb.in_flight = static_cast<int64_t>(s.mailbox->received() - std::min(s.mailbox->received(), s.handled));
+  hb.timestamp_ms = now_ms();
+  (void)s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
+}
+
 void on_wire(Self* self, const std::string& bytes) {
   auto& s = self->state;
+  ++s.handled;
+  auto kind = cluster::peek_kind(bytes);
+  if (kind.ok() && *kind == cluster::MessageKind::kLeaseGrant) {
+    // The coordinator's retirement notice (grpoctl scale): the queue is empty, nothing is lost.
+    cluster::LeaseGrant notice;
+    if (!decode_or_report("verifier", bytes, &notice, &s.bad_messages)) return;
+    if (!notice.retire || notice.worker_id != static_cast<uint64_t>(s.id))
+      return report_bad_message("verifier", invalid_argument("unexpected LeaseGrant"), &s.bad_messages);
+    GRPO_LOG(kInfo) << "verifier " << s.id << ": retired by the coordinator after " << s.scored << " groups";
+    self->send(s.ctx.supervisor, done_atom::value, std::string("verifier"), std::string("retired"));
+    return self->quit();
+  }
   cluster::RolloutGroup group;
   if (!decode_or_report("verifier", bytes, &group, &s.bad_messages)) return;
   const size_t n = group.completions.size();
@@ -299,8 +325,13 @@ caf::behavior verifier_actor(Self* self, RoleContext ctx, int id) {
   GRPO_LOG(kInfo) << "verifier " << id << ": up (reward " << runtime::reward_kind_name(s.ctx.settings.reward_kind)
                   << ", " << s.ctx.settings.scoring.threads << " scoring thread(s), timeout "
                   << s.ctx.settings.scoring.timeout_seconds << " s)";
+  self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
   return {
       [self](wire_atom, const std::string& bytes) { on_wire(self, bytes); },
+      [self](tick_atom) {
+        heartbeat(self);
+        self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+      },
   };
 }
 

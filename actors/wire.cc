@@ -3,6 +3,9 @@
 #include "actors/roles.h"
 
 #include <chrono>
+#include <mutex>
+#include <sstream>
+#include <vector>
 
 namespace grpo::actors {
 
@@ -20,10 +23,50 @@ int role_port_offset(const std::string& role) {
   return 1100;
 }
 
+const std::vector<std::string>& host_roles() {
+  static const std::vector<std::string> roles = {"coordinator", "buffer", "broadcaster", "learner", "generator",
+                                                 "verifier"};
+  return roles;
+}
+
+std::mutex g_hosts_mu;
+std::map<std::string, std::string>& role_hosts() {
+  static std::map<std::string, std::string> hosts;
+  return hosts;
+}
+
+// The host of role `role` `id` from the table, or "" when it is not listed.
+std::string host_of(const std::string& role, int id) {
+  const std::string r = role == "learner-ring" ? "learner" : role;
+  std::lock_guard<std::mutex> lock(g_hosts_mu);
+  const auto& hosts = role_hosts();
+  if (hosts.empty()) return "";
+  auto it = hosts.find(r + "." + std::to_string(id));
+  if (it == hosts.end()) it = hosts.find(r);
+  return it == hosts.end() ? "" : it->second;
+}
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  const size_t e = s.find_last_not_of(" \t");
+  return s.substr(b, e - b + 1);
+}
+
 }  // namespace
 
-std::string endpoint_of(const std::string& prefix, const std::string& role, int id) {
-  if (prefix.rfind("tcp://", 0) == 0) {
+std::string prefix_for(const std::string& prefix, const std::string& role, int id) {
+  if (prefix.rfind("tcp://", 0) != 0) return prefix;
+  const size_t colon = prefix.rfind(':');
+  if (colon == std::string::npos || colon <= 5) return prefix;
+  const std::string host = host_of(role, id);
+  if (host.empty()) return prefix;
+  return "tcp://" + host + prefix.substr(colon);
+}
+
+std::string endpoint_of(const std::string& prefix_in, const std::string& role, int id) {
+  if (prefix_in.rfind("tcp://", 0) == 0) {
+    const std::string prefix = prefix_for(prefix_in, role, id);
     const size_t colon = prefix.rfind(':');
     if (colon != std::string::npos && colon > 5) {
       try {
@@ -33,24 +76,71 @@ std::string endpoint_of(const std::string& prefix, const std::string& role, int 
       }
     }
   }
-  return prefix + "." + role + "." + std::to_string(id);
+  return prefix_in + "." + role + "." + std::to_string(id);
+}
+
+StatusOr<std::map<std::string, std::string>> parse_role_hosts(const std::string& spec) {
+  std::map<std::string, std::string> hosts;
+  if (trim(spec).empty()) return hosts;
+  std::stringstream ss(spec);
+  std::string entry;
+  while (std::getline(ss, entry, ',')) {
+    const std::string e = trim(entry);
+    const size_t eq = e.find('=');
+    if (eq == std::string::npos)
+      return invalid_argument("bad entry '" + e + "': expected ROLE=HOST or ROLE.ID=HOST");
+    const std::string key = trim(e.substr(0, eq));
+    const std::string host = trim(e.substr(eq + 1));
+    if (host.empty() || host.find_first_of(":/ \t") != std::string::npos)
+      return invalid_argument("bad entry '" + e + "': the host must be a plain host name or IPv4 address");
+    std::string role = key;
+    const size_t dot = key.find('.');
+    if (dot != std::string::npos) {
+      role = key.substr(0, dot);
+      const std::string id = key.substr(dot + 1);
+      if (id.empty() || id.size() > 6 || id.find_first_not_of("0123456789") != std::string::npos)
+        return invalid_argument("bad entry '" + e + "': the id after '" + role + ".' must be a number");
+    }
+    bool known = false;
+    for (const auto& r : host_roles()) known = known || r == role;
+    if (!known)
+      return invalid_argument("bad entry '" + e + "': unknown role '" + role +
+                              "' (roles: coordinator, buffer, broadcaster, learner, generator, verifier)");
+    const std::string norm = dot == std::string::npos ? role : role + "." + std::to_string(std::stoi(key.substr(dot + 1)));
+    if (hosts.count(norm)) return invalid_argument("bad entry '" + e + "': '" + norm + "' is listed twice");
+    hosts[norm] = host;
+  }
+  return hosts;
+}
+
+void set_role_hosts(std::map<std::string, std::string> hosts) {
+  std::lock_guard<std::mutex> lock(g_hosts_mu);
+  role_hosts() = std::move(hosts);
 }
 
 StatusOr<std::unique_ptr<cluster::Mailbox>> bind_mailbox(caf::local_actor* self,
                                                          std::shared_ptr<cluster::Transport> transport,
-                                                         const std::string& endpoint) {
+                                                         const std::string& endpoint,
+                                                         const cluster::SecurityOptions& security) {
   caf::weak_actor_ptr weak = caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
-  return cluster::Mailbox::bind(std::move(transport), endpoint, [weak](std::string bytes) {
-    if (auto strong = weak.lock())
-      caf::anon_send(caf::actor_cast<caf::actor>(strong), wire_atom::value, std::move(bytes));
-  });
+  cluster::MailboxOptions options;
+  options.security = security;
+  return cluster::Mailbox::bind(
+      std::move(transport), endpoint,
+      [weak](std::string bytes) {
+        if (auto strong = weak.lock())
+          caf::anon_send(caf::actor_cast<caf::actor>(strong), wire_atom::value, std::move(bytes));
+      },
+      std::move(options));
 }
 
 Status Peers::send(const std::string& endpoint, std::string_view bytes) {
   if (stopping_ && stopping_->load()) return cancelled("shutting down");
   auto it = outboxes_.find(endpoint);
   if (it == outboxes_.end()) {
-    GRPO_ASSIGN_OR_RETURN(auto outbox, cluster::Outbox::connect(transport_, endpoint));
+    cluster::OutboxOptions options;
+    options.security = security_;
+    GRPO_ASSIGN_OR_RETURN(auto outbox, cluster::Outbox::connect(transport_, endpoint, std::move(options)));
     it = outboxes_.emplace(endpoint, std::move(outbox)).first;
   }
   return it->second->send(bytes);
@@ -65,8 +155,17 @@ void report_bad_message(const std::string& role, const Status& status, uint64_t*
 
 bool open_endpoint(caf::event_based_actor* self, const RoleContext& ctx, const std::string& role, int id,
                    std::unique_ptr<cluster::Mailbox>* mailbox, std::unique_ptr<Peers>* peers) {
-  *peers = std::make_unique<Peers>(ctx.transport, ctx.stopping);
-  auto bound = bind_mailbox(self, ctx.transport, endpoint_of(ctx.settings.endpoint_prefix, role, id));
+  if (ctx.settings.secured() && !ctx.settings.member_security().enabled) {
+    // Every role of an embedded run opens an endpoint; one warning per process is enough.
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true))
+      GRPO_LOG(kWarn) << "security.keys_dir is set but run.endpoint_prefix '" << ctx.settings.endpoint_prefix
+                      << "' is in-process: embedded mode does not authenticate or encrypt (ZeroMQ never "
+                         "secures inproc://); the keys apply to ipc:// and tcp:// runs";
+  }
+  const cluster::SecurityOptions security = ctx.settings.member_security();
+  *peers = std::make_unique<Peers>(ctx.transport, ctx.stopping, security);
+  auto bound = bind_mailbox(self, ctx.transport, endpoint_of(ctx.settings.endpoint_prefix, role, id), security);
   if (!bound.ok()) {
     self->send(ctx.supervisor, done_atom::value, role, "failed: " + bound.status().to_string());
     return false;

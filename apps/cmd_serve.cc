@@ -8,6 +8,9 @@
 //     most 5 times per service, after a second. When learner 0 exits the others are stopped
 //     (SIGTERM) and `up` exits with learner 0's status. SIGINT or SIGTERM: learner 0 checkpoints
 //     and exits, then the rest are stopped.
+//     Scaling: every second `up` asks the coordinator's admin socket for the wanted generator and
+//     verifier counts (grpoctl scale) and starts the missing ones; the coordinator retires extra
+//     ones after they drain, and a service that exits 0 that way is not restarted.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -25,6 +28,8 @@
 #include <vector>
 
 #include "actors/embedded_run.h"
+#include "cluster/admin.h"
+#include "cluster/codec.h"
 #include "actors/run_config.h"
 #include "actors/service.h"
 #include "apps/commands.h"
@@ -113,13 +118,58 @@ int run_up(const ServeArgs& a) {
   for (auto& c : children) c.pid = spawn_service(a, c.role, c.id, log_of(c));
   std::fprintf(stderr, "grpo up: %zu services (logs in %s/logs)\n", children.size(), st->run_dir.c_str());
 
-  Child* learner0 = &children.back();
+  // The coordinator's admin socket, asked for the wanted counts (grpoctl scale).
+  auto admin_transport = cluster::Transport::create();
+  const std::string admin_at = cluster::admin_endpoint(prefix, st->run_dir);
+  cluster::SecurityOptions admin_security;
+  if (st->secured()) {
+    auto admin_keys = cluster::read_key_file(st->keys_dir + "/admin.key");
+    if (admin_keys.ok()) {
+      admin_security = cluster::admin_client_security(*admin_keys, st->cluster_keys.public_key);
+    } else {
+      std::fprintf(stderr, "grpo up: %s: live scaling is off (needs the admin key)\n",
+                   admin_keys.status().message().c_str());
+    }
+  }
+  const bool can_scale = !st->secured() || admin_security.enabled;
+  std::map<std::string, int> wanted = {{"generator", st->generators}, {"verifier", st->verifiers}};
+  auto poll_wanted = [&] {
+    cluster::AdminRequest req;
+    req.command = "status";
+    auto bytes = cluster::AdminClient::request(admin_transport, admin_at, cluster::encode(req), 500, admin_security);
+    cluster::AdminReply reply;
+    if (!bytes.ok() || !cluster::decode(*bytes, &reply).ok() || !reply.ok) return;  // restarting: ask later
+    wanted["generator"] = reply.desired_generators;
+    wanted["verifier"] = reply.desired_verifiers;
+  };
+  auto start_missing = [&] {
+    for (const auto& [role, count] : wanted) {
+      for (int id = 0; id < count; ++id) {
+        bool running = false;
+        for (const auto& c : children) running = running || (c.role == role && c.id == id && !c.exited);
+        if (running) continue;
+        Child c{role, id};
+        c.pid = spawn_service(a, role, id, log_of(c));
+        std::fprintf(stderr, "grpo up: scaled up: started %s %d\n", role.c_str(), id);
+        children.insert(children.end() - 1, c);  // learner 0 stays last
+      }
+    }
+  };
+
+  size_t learner0_index = children.size() - 1;
   int learner_status = 1;
   bool forwarded = false;
+  auto last_poll = std::chrono::steady_clock::now();
   while (true) {
     if (g_up_signals.load() > 0 && !forwarded) {  // learner 0 checkpoints; the rest follow below
-      kill(learner0->pid, SIGINT);
+      kill(children[learner0_index].pid, SIGINT);
       forwarded = true;
+    }
+    if (can_scale && !forwarded && std::chrono::steady_clock::now() - last_poll > std::chrono::seconds(1)) {
+      last_poll = std::chrono::steady_clock::now();
+      poll_wanted();
+      start_missing();
+      learner0_index = children.size() - 1;
     }
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -128,10 +178,15 @@ int run_up(const ServeArgs& a) {
       continue;
     }
     for (auto& c : children) {
-      if (c.pid != pid) continue;
+      if (c.pid != pid || c.exited) continue;
       const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (&c == learner0) {
+      const bool scalable = c.role == "generator" || c.role == "verifier";
+      if (&c == &children[learner0_index]) {
         learner_status = code;
+        c.exited = true;
+      } else if (scalable && c.id >= wanted[c.role]) {  // retired by the coordinator (scaled down)
+        std::fprintf(stderr, "grpo up: %s %d exited with status %d (scaled down to %d)\n", c.role.c_str(), c.id,
+                     code, wanted[c.role]);
         c.exited = true;
       } else if (!forwarded && c.restarts < 5) {
         std::fprintf(stderr, "grpo up: %s %d exited with status %d; restarting it\n", c.role.c_str(), c.id, code);
@@ -143,7 +198,7 @@ int run_up(const ServeArgs& a) {
         c.exited = true;
       }
     }
-    if (learner0->exited) break;
+    if (children[learner0_index].exited) break;
   }
   for (auto& c : children)
     if (!c.exited) kill(c.pid, SIGTERM);

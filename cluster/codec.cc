@@ -7,11 +7,13 @@
 #include <kj/array.h>
 #include <kj/exception.h>
 #include <kj/io.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <utility>
 
@@ -49,6 +51,8 @@ void to_wire(const LeaseRequest& m, w::LeaseRequest::Builder b) {
   b.setPolicyVersion(m.policy_version);
   b.setMaxGroups(m.max_groups);
   b.setRestarted(m.restarted);
+  b.setEpoch(m.epoch);
+  b.setRetry(m.retry);
 }
 
 void to_wire(const PromptLease& m, w::PromptLease::Builder b) {
@@ -133,6 +137,14 @@ void to_wire(const WeightManifest& m, w::WeightManifest::Builder b) {
   b.setChunkBytes(m.chunk_bytes);
   copy_list(b.initChunkChecksums(static_cast<unsigned>(m.chunk_checksums.size())),
             m.chunk_checksums);
+  auto relay = b.initRelay(static_cast<unsigned>(m.relay.size()));
+  for (size_t i = 0; i < m.relay.size(); ++i) relay.set(static_cast<unsigned>(i), text_of(m.relay[i]));
+}
+
+void to_wire(const WeightChunkRequest& m, w::WeightChunkRequest::Builder b) {
+  b.setVersion(m.version);
+  b.setWorkerId(m.worker_id);
+  copy_list(b.initIndices(static_cast<unsigned>(m.indices.size())), m.indices);
 }
 
 void to_wire(const WeightChunk& m, w::WeightChunk::Builder b) {
@@ -151,12 +163,52 @@ void to_wire(const Heartbeat& m, w::Heartbeat::Builder b) {
   b.setInFlight(m.in_flight);
   b.setStep(m.step);
   b.setGroupsRetired(m.groups_retired);
+  b.setGroupsStored(m.groups_stored);
+  b.setLeasesCompleted(m.leases_completed);
 }
 
 void to_wire(const LeaseGrant& m, w::LeaseGrant::Builder b) {
   b.setWorkerId(m.worker_id);
   auto leases = b.initLeases(static_cast<unsigned>(m.leases.size()));
   for (size_t i = 0; i < m.leases.size(); ++i) to_wire(m.leases[i], leases[static_cast<unsigned>(i)]);
+  b.setRetire(m.retire);
+  b.setVerifiers(m.verifiers);
+}
+
+void to_wire(const AdminRequest& m, w::AdminRequest::Builder b) {
+  b.setCommand(text_of(m.command));
+  b.setRole(text_of(m.role));
+  b.setCount(m.count);
+}
+
+void to_wire(const MemberInfo& m, w::MemberInfo::Builder b) {
+  b.setRole(text_of(m.role));
+  b.setWorkerId(m.worker_id);
+  b.setEpoch(m.epoch);
+  b.setState(text_of(m.state));
+  b.setLastSeenMsAgo(m.last_seen_ms_ago);
+  b.setPolicyVersion(m.policy_version);
+  b.setInFlight(m.in_flight);
+  b.setLeasesCompleted(m.leases_completed);
+}
+
+void to_wire(const AdminReply& m, w::AdminReply::Builder b) {
+  b.setOk(m.ok);
+  b.setError(text_of(m.error));
+  b.setRunState(text_of(m.run_state));
+  b.setLearnerStep(m.learner_step);
+  b.setTotalSteps(m.total_steps);
+  b.setLeasesIssued(m.leases_issued);
+  b.setLeasesCompleted(m.leases_completed);
+  b.setLeasesInFlight(m.leases_in_flight);
+  b.setGroupsStored(m.groups_stored);
+  b.setGroupsRetired(m.groups_retired);
+  b.setDesiredGenerators(m.desired_generators);
+  b.setDesiredVerifiers(m.desired_verifiers);
+  auto members = b.initMembers(static_cast<unsigned>(m.members.size()));
+  for (size_t i = 0; i < m.members.size(); ++i) to_wire(m.members[i], members[static_cast<unsigned>(i)]);
+  b.setEpoch(m.epoch);
+  b.setMessage(text_of(m.message));
 }
 
 // Initializes the body member of `m`'s kind.
@@ -174,6 +226,11 @@ w::WeightManifest::Builder init_body(Body::Builder b, const WeightManifest*) {
 w::WeightChunk::Builder init_body(Body::Builder b, const WeightChunk*) { return b.initWeightChunk(); }
 w::Heartbeat::Builder init_body(Body::Builder b, const Heartbeat*) { return b.initHeartbeat(); }
 w::LeaseGrant::Builder init_body(Body::Builder b, const LeaseGrant*) { return b.initLeaseGrant(); }
+w::AdminRequest::Builder init_body(Body::Builder b, const AdminRequest*) { return b.initAdminRequest(); }
+w::AdminReply::Builder init_body(Body::Builder b, const AdminReply*) { return b.initAdminReply(); }
+w::WeightChunkRequest::Builder init_body(Body::Builder b, const WeightChunkRequest*) {
+  return b.initWeightChunkRequest();
+}
 
 // Serializes the builder as an unpacked flat array straight into a std::string.
 std::string to_bytes(capnp::MessageBuilder& builder) {
@@ -224,6 +281,8 @@ Status from_wire(w::LeaseRequest::Reader r, LeaseRequest* m) {
   m->policy_version = r.getPolicyVersion();
   m->max_groups = r.getMaxGroups();
   m->restarted = r.getRestarted();
+  m->epoch = r.getEpoch();
+  m->retry = r.getRetry();
   return ok_status();
 }
 
@@ -334,6 +393,15 @@ Status from_wire(w::WeightManifest::Reader r, WeightManifest* m) {
   m->total_bytes = r.getTotalBytes();
   m->chunk_bytes = r.getChunkBytes();
   m->chunk_checksums = from_list<uint64_t>(r.getChunkChecksums());
+  m->relay.clear();
+  for (auto t : r.getRelay()) m->relay.push_back(from_text(t));
+  return ok_status();
+}
+
+Status from_wire(w::WeightChunkRequest::Reader r, WeightChunkRequest* m) {
+  m->version = r.getVersion();
+  m->worker_id = r.getWorkerId();
+  m->indices = from_list<uint32_t>(r.getIndices());
   return ok_status();
 }
 
@@ -346,6 +414,15 @@ Status from_wire(w::WeightChunk::Reader r, WeightChunk* m) {
   return ok_status();
 }
 
+Status from_wire(w::WeightChunk::Reader r, WeightChunkView* m) {
+  m->version = r.getVersion();
+  m->index = r.getIndex();
+  m->checksum = r.getChecksum();
+  auto data = r.getData();
+  m->data = std::string_view(reinterpret_cast<const char*>(data.begin()), data.size());
+  return ok_status();
+}
+
 Status from_wire(w::Heartbeat::Reader r, Heartbeat* m) {
   m->role = from_text(r.getRole());
   m->worker_id = r.getWorkerId();
@@ -355,6 +432,8 @@ Status from_wire(w::Heartbeat::Reader r, Heartbeat* m) {
   m->in_flight = r.getInFlight();
   m->step = r.getStep();
   m->groups_retired = r.getGroupsRetired();
+  m->groups_stored = r.getGroupsStored();
+  m->leases_completed = r.getLeasesCompleted();
   return ok_status();
 }
 
@@ -367,6 +446,46 @@ Status from_wire(w::LeaseGrant::Reader r, LeaseGrant* m) {
     GRPO_RETURN_IF_ERROR(from_wire(l, &lease));
     m->leases.push_back(std::move(lease));
   }
+  m->retire = r.getRetire();
+  m->verifiers = r.getVerifiers();
+  return ok_status();
+}
+
+Status from_wire(w::AdminRequest::Reader r, AdminRequest* m) {
+  m->command = from_text(r.getCommand());
+  m->role = from_text(r.getRole());
+  m->count = r.getCount();
+  return ok_status();
+}
+
+Status from_wire(w::AdminReply::Reader r, AdminReply* m) {
+  m->ok = r.getOk();
+  m->error = from_text(r.getError());
+  m->run_state = from_text(r.getRunState());
+  m->learner_step = r.getLearnerStep();
+  m->total_steps = r.getTotalSteps();
+  m->leases_issued = r.getLeasesIssued();
+  m->leases_completed = r.getLeasesCompleted();
+  m->leases_in_flight = r.getLeasesInFlight();
+  m->groups_stored = r.getGroupsStored();
+  m->groups_retired = r.getGroupsRetired();
+  m->desired_generators = r.getDesiredGenerators();
+  m->desired_verifiers = r.getDesiredVerifiers();
+  m->members.clear();
+  for (auto mr : r.getMembers()) {
+    MemberInfo info;
+    info.role = from_text(mr.getRole());
+    info.worker_id = mr.getWorkerId();
+    info.epoch = mr.getEpoch();
+    info.state = from_text(mr.getState());
+    info.last_seen_ms_ago = mr.getLastSeenMsAgo();
+    info.policy_version = mr.getPolicyVersion();
+    info.in_flight = mr.getInFlight();
+    info.leases_completed = mr.getLeasesCompleted();
+    m->members.push_back(std::move(info));
+  }
+  m->epoch = r.getEpoch();
+  m->message = from_text(r.getMessage());
   return ok_status();
 }
 
@@ -382,6 +501,9 @@ StatusOr<MessageKind> kind_of(Body::Which which) {
     case Body::WEIGHT_CHUNK: return MessageKind::kWeightChunk;
     case Body::HEARTBEAT: return MessageKind::kHeartbeat;
     case Body::LEASE_GRANT: return MessageKind::kLeaseGrant;
+    case Body::ADMIN_REQUEST: return MessageKind::kAdminRequest;
+    case Body::ADMIN_REPLY: return MessageKind::kAdminReply;
+    case Body::WEIGHT_CHUNK_REQUEST: return MessageKind::kWeightChunkRequest;
   }
   return invalid_argument("unknown message kind (union member " +
                           std::to_string(static_cast<unsigned>(which)) + ")");
@@ -402,6 +524,12 @@ w::WeightManifest::Reader get_body(Body::Reader b, const WeightManifest*) {
 w::WeightChunk::Reader get_body(Body::Reader b, const WeightChunk*) { return b.getWeightChunk(); }
 w::Heartbeat::Reader get_body(Body::Reader b, const Heartbeat*) { return b.getHeartbeat(); }
 w::LeaseGrant::Reader get_body(Body::Reader b, const LeaseGrant*) { return b.getLeaseGrant(); }
+w::AdminRequest::Reader get_body(Body::Reader b, const AdminRequest*) { return b.getAdminRequest(); }
+w::AdminReply::Reader get_body(Body::Reader b, const AdminReply*) { return b.getAdminReply(); }
+w::WeightChunkRequest::Reader get_body(Body::Reader b, const WeightChunkRequest*) {
+  return b.getWeightChunkRequest();
+}
+w::WeightChunk::Reader get_body(Body::Reader b, const WeightChunkView*) { return b.getWeightChunk(); }
 
 constexpr MessageKind kind_constant(const LeaseRequest*) { return MessageKind::kLeaseRequest; }
 constexpr MessageKind kind_constant(const PromptLease*) { return MessageKind::kPromptLease; }
@@ -415,6 +543,12 @@ constexpr MessageKind kind_constant(const WeightManifest*) { return MessageKind:
 constexpr MessageKind kind_constant(const WeightChunk*) { return MessageKind::kWeightChunk; }
 constexpr MessageKind kind_constant(const Heartbeat*) { return MessageKind::kHeartbeat; }
 constexpr MessageKind kind_constant(const LeaseGrant*) { return MessageKind::kLeaseGrant; }
+constexpr MessageKind kind_constant(const AdminRequest*) { return MessageKind::kAdminRequest; }
+constexpr MessageKind kind_constant(const AdminReply*) { return MessageKind::kAdminReply; }
+constexpr MessageKind kind_constant(const WeightChunkRequest*) {
+  return MessageKind::kWeightChunkRequest;
+}
+constexpr MessageKind kind_constant(const WeightChunkView*) { return MessageKind::kWeightChunk; }
 
 // Checks size and framing, opens the envelope and checks the schema version and kind, then calls
 // fn(MessageKind, Body::Reader). Every exception from reading is converted to a Status here.
@@ -501,6 +635,9 @@ const char* message_kind_name(MessageKind kind) {
     case MessageKind::kWeightChunk: return "WeightChunk";
     case MessageKind::kHeartbeat: return "Heartbeat";
     case MessageKind::kLeaseGrant: return "LeaseGrant";
+    case MessageKind::kAdminRequest: return "AdminRequest";
+    case MessageKind::kAdminReply: return "AdminReply";
+    case MessageKind::kWeightChunkRequest: return "WeightChunkRequest";
   }
   return "Unknown";
 }
@@ -520,6 +657,11 @@ std::string encode(const WeightChunk& m) {
 }
 std::string encode(const Heartbeat& m) { return encode_message(m, kDefaultFirstSegmentWords); }
 std::string encode(const LeaseGrant& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const AdminRequest& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const AdminReply& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const WeightChunkRequest& m) {
+  return encode_message(m, kDefaultFirstSegmentWords);
+}
 
 StatusOr<MessageKind> peek_kind(std::string_view bytes, const DecodeOptions& options) {
   MessageKind result = MessageKind::kHeartbeat;
@@ -561,11 +703,69 @@ Status decode(std::string_view b, Heartbeat* out, const DecodeOptions& o) {
 Status decode(std::string_view b, LeaseGrant* out, const DecodeOptions& o) {
   return decode_message(b, out, o);
 }
+Status decode(std::string_view b, AdminRequest* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, AdminReply* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, WeightChunkRequest* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, WeightChunkView* out, const DecodeOptions& o) {
+  // Aligned input is read in place (with_envelope copies only unaligned input), so the data view
+  // points into `b` itself.
+  if (reinterpret_cast<uintptr_t>(b.data()) % alignof(capnp::word) != 0) {
+    return invalid_argument("decode WeightChunk in place: the message is not 8-byte aligned");
+  }
+  GRPO_RETURN_IF_ERROR(decode_message(b, out, o));
+  GRPO_CHECK(out->data.empty() ||
+             (out->data.data() >= b.data() && out->data.data() + out->data.size() <= b.data() + b.size()));
+  return ok_status();
+}
 
 uint64_t checksum64(std::string_view data) { return XXH64(data.data(), data.size(), 0); }
 
 // ---------------------------------------------------------------------------------------------
 // Weight chunking.
+
+namespace {
+
+// Reserves a blob of `bytes` and asks the kernel to back it with huge pages where it can (a hint;
+// refusal is harmless): filling a large fresh blob otherwise takes a page fault per 4 KiB.
+void reserve_blob(std::string* blob, uint64_t bytes) {
+  blob->reserve(bytes);
+  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  if (bytes < 2 * kHugePage) return;
+  const auto start = reinterpret_cast<uintptr_t>(blob->data());
+  const uintptr_t begin = (start + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (start + bytes) & ~(kHugePage - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+// Copies `data` to `dst` and returns checksum64(data), hashing each block from `dst` right after
+// copying it (in cache) instead of reading the whole chunk from memory twice.
+uint64_t copy_and_checksum(std::string_view data, char* dst) {
+  constexpr size_t kBlock = 64 << 10;
+  if (data.size() <= kBlock) {
+    std::memcpy(dst, data.data(), data.size());
+    return checksum64(std::string_view(dst, data.size()));
+  }
+  struct StateDeleter {
+    void operator()(XXH64_state_t* s) const { XXH64_freeState(s); }
+  };
+  std::unique_ptr<XXH64_state_t, StateDeleter> state(XXH64_createState());
+  GRPO_CHECK(state != nullptr);
+  XXH64_reset(state.get(), 0);
+  for (size_t at = 0; at < data.size(); at += kBlock) {
+    const size_t n = std::min(kBlock, data.size() - at);
+    std::memcpy(dst + at, data.data() + at, n);
+    XXH64_update(state.get(), dst + at, n);
+  }
+  return XXH64_digest(state.get());
+}
+
+}  // namespace
 
 std::vector<WeightChunk> make_chunks(uint64_t version, std::string_view blob, uint32_t chunk_bytes,
                                      WeightManifest* manifest) {
@@ -619,10 +819,16 @@ Status WeightAssembler::begin(const WeightManifest& manifest) {
     }
   }
   started_ = false;
-  blob_.clear();
-  blob_.shrink_to_fit();
   have_.clear();
+  // Write into the blob of an abandoned version or a recycled buffer when one is large enough: the
+  // chunks overwrite every byte, so their old contents never show.
+  if (blob_.capacity() < manifest.total_bytes) blob_.swap(spare_);
+  spare_ = std::string();
   try {
+    if (blob_.capacity() < manifest.total_bytes) {
+      blob_ = std::string();
+      reserve_blob(&blob_, manifest.total_bytes);
+    }
     blob_.resize(manifest.total_bytes);
     have_.assign(num_chunks, false);
   } catch (const std::exception& e) {
@@ -639,6 +845,15 @@ Status WeightAssembler::begin(const WeightManifest& manifest) {
 }
 
 Status WeightAssembler::add_chunk(const WeightChunk& chunk) {
+  WeightChunkView view;
+  view.version = chunk.version;
+  view.index = chunk.index;
+  view.checksum = chunk.checksum;
+  view.data = chunk.data;
+  return add_chunk(view);
+}
+
+Status WeightAssembler::add_chunk(const WeightChunkView& chunk) {
   if (!started_) return failed_precondition("weight chunk received before its manifest");
   const std::string what =
       "weight chunk " + std::to_string(chunk.index) + " of version " + std::to_string(chunk.version);
@@ -657,11 +872,13 @@ Status WeightAssembler::add_chunk(const WeightChunk& chunk) {
     return data_loss(what + ": " + std::to_string(chunk.data.size()) + " bytes, expected " +
                      std::to_string(expected_size));
   }
-  const uint64_t sum = checksum64(chunk.data);
+  // Copy and checksum in one pass over memory: each block is hashed in place right after it is
+  // copied, while it is still in cache. A chunk that fails leaves garbage in its own slot only,
+  // which is not marked received, so the next copy of it overwrites it.
+  const uint64_t sum = copy_and_checksum(chunk.data, &blob_[offset]);
   if (sum != manifest_.chunk_checksums[chunk.index] || sum != chunk.checksum) {
     return data_loss(what + ": checksum mismatch (corrupt; fetch it again)");
   }
-  std::memcpy(&blob_[offset], chunk.data.data(), chunk.data.size());
   have_[chunk.index] = true;
   ++received_;
   return ok_status();

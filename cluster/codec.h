@@ -42,6 +42,9 @@ enum class MessageKind {
   kWeightChunk,
   kHeartbeat,
   kLeaseGrant,
+  kAdminRequest,
+  kAdminReply,
+  kWeightChunkRequest,
 };
 
 // "LeaseRequest", "PromptLease", ...
@@ -76,6 +79,9 @@ std::string encode(const WeightManifest& m);
 std::string encode(const WeightChunk& m);
 std::string encode(const Heartbeat& m);
 std::string encode(const LeaseGrant& m);
+std::string encode(const AdminRequest& m);
+std::string encode(const AdminReply& m);
+std::string encode(const WeightChunkRequest& m);
 
 // Reads only the envelope (size, framing, schema version, which body) without decoding the body,
 // so a receiver can dispatch on it.
@@ -92,6 +98,21 @@ Status decode(std::string_view bytes, WeightManifest* out, const DecodeOptions& 
 Status decode(std::string_view bytes, WeightChunk* out, const DecodeOptions& options = {});
 Status decode(std::string_view bytes, Heartbeat* out, const DecodeOptions& options = {});
 Status decode(std::string_view bytes, LeaseGrant* out, const DecodeOptions& options = {});
+Status decode(std::string_view bytes, AdminRequest* out, const DecodeOptions& options = {});
+Status decode(std::string_view bytes, AdminReply* out, const DecodeOptions& options = {});
+Status decode(std::string_view bytes, WeightChunkRequest* out, const DecodeOptions& options = {});
+
+// A WeightChunk read in place: `data` points into the encoded message, so a relay can check and
+// store a chunk without copying its payload, then forward the same bytes.
+struct WeightChunkView {
+  uint64_t version = 0;
+  uint32_t index = 0;
+  uint64_t checksum = 0;
+  std::string_view data;  // valid while the decoded bytes are
+};
+// Decodes a WeightChunk without copying its data. `bytes` must be 8-byte aligned (any heap
+// std::string is); InvalidArgument otherwise, besides decode()'s errors.
+Status decode(std::string_view bytes, WeightChunkView* out, const DecodeOptions& options = {});
 
 // XXH64 of `data` with seed 0: the checksum of weight chunks.
 uint64_t checksum64(std::string_view data);
@@ -129,6 +150,7 @@ class WeightAssembler {
   // FailedPrecondition before begin(); InvalidArgument for another version or an index out of
   // range; DataLoss for a wrong size or checksum (both the manifest's and the chunk's own).
   Status add_chunk(const WeightChunk& chunk);
+  Status add_chunk(const WeightChunkView& chunk);  // the same, from a chunk read in place
 
   bool started() const { return started_; }
   bool complete() const { return started_ && received_ == num_chunks_; }
@@ -143,6 +165,11 @@ class WeightAssembler {
   // FailedPrecondition while incomplete.
   StatusOr<std::string> take_blob();
 
+  // Hands back a buffer (normally a blob taken earlier) for the next begin() to write into when it
+  // is large enough, instead of allocating: each fresh page of a new blob costs a page fault, which
+  // for a large version takes longer than receiving it. Keeps one buffer.
+  void recycle(std::string buffer) { spare_ = std::move(buffer); }
+
  private:
   uint64_t max_total_bytes_;
   bool started_ = false;
@@ -151,6 +178,7 @@ class WeightAssembler {
   uint32_t received_ = 0;
   std::vector<bool> have_;
   std::string blob_;
+  std::string spare_;  // see recycle()
 };
 
 }  // namespace grpo::cluster

@@ -22,6 +22,8 @@ struct LeaseRequest {
   policyVersion @1 :UInt64;
   maxGroups @2 :Int32 = 1;
   restarted @3 :Bool;  # the worker's first request since it started: its last grant was lost
+  epoch @4 :UInt64;    # the worker process's epoch (see Heartbeat.epoch); stale epochs are fenced
+  retry @5 :Bool;      # no grant came for the previous request: it or its grant was lost
 }
 
 struct PromptLease {
@@ -95,6 +97,9 @@ struct WeightManifest {
   totalBytes @2 :UInt64;
   chunkBytes @3 :UInt32;
   chunkChecksums @4 :List(UInt64);
+  # Chained broadcast: the endpoints of the hops after the recipient, in order. The recipient
+  # forwards this manifest (minus the head of the list) and every verified chunk to relay[0].
+  relay @5 :List(Text);
 }
 
 struct WeightChunk {
@@ -113,11 +118,58 @@ struct Heartbeat {
   inFlight @5 :Int64;
   step @6 :UInt64;
   groupsRetired @7 :UInt64;
+  groupsStored @8 :UInt64;      # buffer: unique scored groups ever accepted
+  leasesCompleted @9 :UInt64;   # generator: lease groups finished and sent on, cumulative
 }
 
 struct LeaseGrant {
   workerId @0 :UInt64;
   leases @1 :List(PromptLease);
+  retire @2 :Bool;  # the worker is retired (scaled down): finish nothing new, exit
+  verifiers @3 :Int32;  # verifiers in service: send group g to verifier g mod this (0 = config's)
+}
+
+# grpoctl -> coordinator (ROUTER/DEALER admin socket).
+struct AdminRequest {
+  command @0 :Text;   # status | members | scale | pause | resume
+  role @1 :Text;      # scale: generator | verifier
+  count @2 :Int32;    # scale: the new count
+}
+
+struct MemberInfo {
+  role @0 :Text;
+  workerId @1 :UInt64;
+  epoch @2 :UInt64;
+  state @3 :Text;           # up | draining | retired | lost
+  lastSeenMsAgo @4 :UInt64;
+  policyVersion @5 :UInt64;
+  inFlight @6 :Int64;
+  leasesCompleted @7 :UInt64;
+}
+
+struct AdminReply {
+  ok @0 :Bool;
+  error @1 :Text;
+  runState @2 :Text;        # running | paused | draining | done
+  learnerStep @3 :UInt64;
+  totalSteps @4 :UInt64;
+  leasesIssued @5 :UInt64;
+  leasesCompleted @6 :UInt64;
+  leasesInFlight @7 :UInt64;
+  groupsStored @8 :UInt64;  # the buffer's unique scored groups
+  groupsRetired @9 :UInt64;
+  desiredGenerators @10 :Int32;
+  desiredVerifiers @11 :Int32;
+  members @12 :List(MemberInfo);
+  epoch @13 :UInt64;        # the coordinator's epoch
+  message @14 :Text;        # human summary of what a command did
+}
+
+# generator -> broadcaster: send these chunks of `version` again (they failed their checksum).
+struct WeightChunkRequest {
+  version @0 :UInt64;
+  workerId @1 :UInt64;
+  indices @2 :List(UInt32);
 }
 
 struct Envelope {
@@ -133,5 +185,8 @@ struct Envelope {
     weightChunk @8 :WeightChunk;
     heartbeat @9 :Heartbeat;
     leaseGrant @10 :LeaseGrant;
+    adminRequest @11 :AdminRequest;
+    adminReply @12 :AdminReply;
+    weightChunkRequest @13 :WeightChunkRequest;
   }
 }

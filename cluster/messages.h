@@ -28,6 +28,8 @@ struct LeaseRequest {
   uint64_t policy_version = 0;
   int32_t max_groups = 1;
   bool restarted = false;  // first request since the worker started: its previous grant was lost
+  uint64_t epoch = 0;      // the worker process's epoch (Heartbeat::epoch)
+  bool retry = false;      // no grant came for the previous request: it or its grant was lost
 };
 
 // coordinator -> generator: one prompt group to sample `group_size` completions for.
@@ -56,6 +58,8 @@ struct Completion {
 struct LeaseGrant {
   uint64_t worker_id = 0;
   std::vector<PromptLease> leases;
+  bool retire = false;  // the worker was scaled away: it takes no new work and exits
+  int32_t verifiers = 0;  // verifiers in service: group g goes to verifier g mod this (0: config's)
 };
 
 // generator -> verifier.
@@ -113,6 +117,9 @@ struct WeightManifest {
   uint64_t total_bytes = 0;
   uint32_t chunk_bytes = 0;
   std::vector<uint64_t> chunk_checksums;  // xxh64 of each chunk
+  // Chained broadcast: endpoints of the hops after the recipient, which forwards this manifest
+  // (relay minus its head) and each verified chunk to relay[0]. Empty: the recipient is the last.
+  std::vector<std::string> relay;
 };
 
 struct WeightChunk {
@@ -132,6 +139,52 @@ struct Heartbeat {
   int64_t in_flight = 0;
   uint64_t step = 0;            // learner: optimisation steps done
   uint64_t groups_retired = 0;  // learner: groups consumed or dropped as stale, cumulative
+  uint64_t groups_stored = 0;     // buffer: unique scored groups ever accepted
+  uint64_t leases_completed = 0;  // generator: leased groups finished and sent on, cumulative
+};
+
+// grpoctl -> coordinator over the admin socket (request/reply with identities).
+struct AdminRequest {
+  std::string command;  // status | members | scale | pause | resume
+  std::string role;     // scale: generator | verifier
+  int32_t count = 0;    // scale: the new count
+};
+
+// One member of the cluster as the coordinator sees it.
+struct MemberInfo {
+  std::string role;
+  uint64_t worker_id = 0;
+  uint64_t epoch = 0;
+  std::string state;  // up | draining | retired | lost
+  uint64_t last_seen_ms_ago = 0;
+  uint64_t policy_version = 0;
+  int64_t in_flight = 0;
+  uint64_t leases_completed = 0;
+};
+
+struct AdminReply {
+  bool ok = false;
+  std::string error;
+  std::string run_state;  // running | paused | draining | done
+  uint64_t learner_step = 0;
+  uint64_t total_steps = 0;
+  uint64_t leases_issued = 0;     // lease groups granted, cumulative
+  uint64_t leases_completed = 0;  // lease groups whose generator finished them
+  uint64_t leases_in_flight = 0;
+  uint64_t groups_stored = 0;     // the buffer's unique scored groups
+  uint64_t groups_retired = 0;    // evicted or dropped by the buffer
+  int32_t desired_generators = 0;
+  int32_t desired_verifiers = 0;
+  std::vector<MemberInfo> members;
+  uint64_t epoch = 0;             // the coordinator's epoch
+  std::string message;            // what a command did, for people
+};
+
+// generator -> broadcaster: chunks of `version` that failed their checksum; send them again.
+struct WeightChunkRequest {
+  uint64_t version = 0;
+  uint64_t worker_id = 0;
+  std::vector<uint32_t> indices;
 };
 
 }  // namespace grpo::cluster

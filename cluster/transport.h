@@ -60,6 +60,9 @@ class Transport {
   friend class Mailbox;
   friend class Outbox;
   friend class RingAllReduce;
+  friend class AdminServer;
+  friend class AdminClient;
+  friend class WeightRelay;
   struct Impl;
   // The raw ZeroMQ context handle (zmq_ctx_new's void*), for cluster/ classes that own their
   // sockets directly (RingAllReduce). Valid for the Transport's lifetime.

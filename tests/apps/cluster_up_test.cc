@@ -1,5 +1,6 @@
 // `grpo up`: every role of a run as its own process over ipc:// sockets, supervised; a service
 // killed with SIGKILL is restarted, the leases it held are re-issued, and the run still completes.
+// The coordinator killed mid-run restarts from its RocksDB state and the run goes on.
 // Real processes, real sockets.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -44,25 +45,34 @@ pid_t find_service(pid_t parent, const std::string& role, const std::string& id)
   return -1;
 }
 
-TEST(ClusterUpTest, EightServicesTrainAndAKilledGeneratorIsRestarted) {
+TEST(ClusterUpTest, EightServicesTrainAndKilledGeneratorAndCoordinatorAreRestarted) {
   const std::string dir = ::testing::TempDir() + "grpo_cluster_up_" + std::to_string(::getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
-  bool killed = false;
+  bool killed = false, coordinator_killed = false;
   auto r = run_grpo(up_args(dir, 30), dir + ".log", [&](pid_t up) {
-    if (!killed && fs::exists(dir + "/metrics.jsonl") && lines_of(dir + "/metrics.jsonl") >= 3) {
+    const int steps = fs::exists(dir + "/metrics.jsonl") ? lines_of(dir + "/metrics.jsonl") : 0;
+    if (!killed && steps >= 3) {
       const pid_t gen = find_service(up, "generator", "0");
       if (gen > 0) {
         kill(gen, SIGKILL);
         killed = true;
       }
     }
+    if (killed && !coordinator_killed && steps >= 12) {
+      const pid_t coordinator = find_service(up, "coordinator", "0");
+      if (coordinator > 0) {
+        kill(coordinator, SIGKILL);
+        coordinator_killed = true;
+      }
+    }
     return true;
   });
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(killed) << r.output;
+  EXPECT_TRUE(coordinator_killed) << r.output;
   for (const char* needle : {"grpo up: 8 services", "step   30/30", "generator 0 exited with status 137; restarting it",
-                             "pass@1"})
+                             "coordinator 0 exited with status 137; restarting it", "pass@1"})
     EXPECT_NE(r.output.find(needle), std::string::npos) << "missing '" << needle << "' in\n" << r.output;
   EXPECT_EQ(lines_of(dir + "/metrics.jsonl"), 30);
   for (const char* log : {"coordinator-0", "buffer-0", "broadcaster-0", "verifier-0", "verifier-1", "generator-0",
@@ -71,6 +81,14 @@ TEST(ClusterUpTest, EightServicesTrainAndAKilledGeneratorIsRestarted) {
     EXPECT_NE(text.find(": up ("), std::string::npos) << log << ":\n" << text;
   }
   EXPECT_TRUE(fs::exists(dir + "/checkpoints/step-00000030/model.safetensors"));
+  // The restarted coordinator continued from its store: its second start reports leases already
+  // issued and a prompt cursor past 0.
+  const std::string coordinator_log = read_file(dir + "/logs/coordinator-0.log");
+  const size_t second = coordinator_log.find("coordinator: up (epoch", coordinator_log.find("coordinator: up (epoch") + 1);
+  ASSERT_NE(second, std::string::npos) << coordinator_log;
+  const std::string restart_line = coordinator_log.substr(second, coordinator_log.find('\n', second) - second);
+  EXPECT_EQ(restart_line.find("prompt cursor 0,"), std::string::npos) << restart_line;
+  EXPECT_EQ(restart_line.find(" 0 leases issued"), std::string::npos) << restart_line;
   fs::remove_all(dir);
 }
 
@@ -81,11 +99,18 @@ TEST(ClusterUpTest, InProcessEndpointsAreRefusedWithTheKey) {
   auto r = run_grpo(args, dir + ".log");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("run.endpoint_prefix: 'inproc://grpo' is in-process only"), std::string::npos) << r.output;
-  auto s = run_grpo({"serve", "--config", source_dir() + "/configs/cluster-local.toml", "--role", "generator", "--id",
+  // Learners, like the buffer and coordinator, are exactly the config's; generators and verifiers
+  // may be scaled while the run is live, up to the id range their ports allow.
+  auto s = run_grpo({"serve", "--config", source_dir() + "/configs/cluster-local.toml", "--role", "learner", "--id",
                      "7", "run.dir=" + dir},
                     dir + ".log2");
   EXPECT_EQ(s.exit_code, 2) << s.output;
-  EXPECT_NE(s.output.find("generator 7 does not exist: the config has 2"), std::string::npos) << s.output;
+  EXPECT_NE(s.output.find("learner 7 does not exist: the config has 1"), std::string::npos) << s.output;
+  auto g = run_grpo({"serve", "--config", source_dir() + "/configs/cluster-local.toml", "--role", "generator", "--id",
+                     "400", "run.dir=" + dir},
+                    dir + ".log4");
+  EXPECT_EQ(g.exit_code, 2) << g.output;
+  EXPECT_NE(g.output.find("generator 400 is out of range: ids go from 0 to 399"), std::string::npos) << g.output;
   auto t = run_grpo({"serve", "--config", source_dir() + "/configs/cluster-local.toml", "--role", "trainer",
                      "run.dir=" + dir},
                     dir + ".log3");

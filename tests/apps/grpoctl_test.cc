@@ -19,23 +19,8 @@ using testing::app_binary;
 using testing::run_program;
 using testing::RunResult;
 
-// The grpoctl next to this test in the same build tree (<build>/tests/apps/grpoctl_test ->
-// <build>/apps/grpoctl), so the test runs the binary it was built with; GRPO_BINARY_DIR, when
-// set, wins (tests/CMakeLists.txt's ENVIRONMENT list currently only sets GRPO_SOURCE_DIR).
-std::string grpoctl_binary() {
-  if (std::getenv("GRPO_BINARY_DIR") != nullptr) return app_binary("grpoctl");
-  char self[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n > 0) {
-    std::string path(self, static_cast<size_t>(n));
-    for (int up = 0; up < 3 && path.rfind('/') != std::string::npos; ++up) {
-      path.erase(path.rfind('/'));
-    }
-    const std::string candidate = path + "/apps/grpoctl";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return app_binary("grpoctl");
-}
+// The grpoctl of this test's own build folder (tests/apps/run_grpo.h).
+std::string grpoctl_binary() { return app_binary("grpoctl"); }
 
 class GrpoctlTest : public ::testing::Test {
  protected:

@@ -17,10 +17,15 @@
 
 namespace grpo::testing {
 
-// The path of the program `name` built in apps/.
+// The path of the program `name` built in apps/: of this test's own build folder (GRPO_BINARY_DIR
+// in the environment overrides it).
 inline std::string app_binary(const std::string& name) {
-  const char* dir = std::getenv("GRPO_BINARY_DIR");
-  return std::string(dir ? dir : "build") + "/apps/" + name;
+  if (const char* dir = std::getenv("GRPO_BINARY_DIR"); dir && *dir) return std::string(dir) + "/apps/" + name;
+#ifdef GRPO_TEST_BINARY_DIR
+  return std::string(GRPO_TEST_BINARY_DIR) + "/apps/" + name;
+#else
+  return "build/apps/" + name;
+#endif
 }
 
 inline std::string grpo_binary() { return app_binary("grpo"); }

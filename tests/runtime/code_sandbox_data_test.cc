@@ -123,9 +123,7 @@ TEST(CodeSandboxDataTest, HumanEvalExampleSamplesScoreAsUpstream) {
   // Markers the `rm -rf tmp` sample must not reach: one in host /tmp, one in the build folder.
   const std::string name = "grpo-sandbox-data-test-" + std::to_string(::getpid()) + ".txt";
   const fs::path tmp_marker = fs::path("/tmp") / name;
-  fs::path bin_marker = fs::current_path() / name;
-  if (const char* bin = std::getenv("GRPO_BINARY_DIR"); bin && *bin)
-    bin_marker = fs::path(bin) / name;
+  const fs::path bin_marker = fs::path(GRPO_TEST_BINARY_DIR) / name;
   for (const fs::path& path : {tmp_marker, bin_marker}) std::ofstream(path) << "keep";
   fs::create_directories(fs::path("/tmp") / (name + ".d") / "tmp");
 

@@ -540,11 +540,7 @@ TEST_F(CodeSandboxTest, WritesOutsideTmpFailAndHostIsUntouched) {
   const fs::path tmp_marker = fs::path("/tmp") / (unique_marker("marker") + ".txt");
   write_text(tmp_marker, "keep me");
   fs::path dir_marker;
-  if (const char* bin = std::getenv("GRPO_BINARY_DIR"); bin && *bin) {
-    dir_marker = fs::path(bin) / (unique_marker("marker") + ".txt");
-  } else {
-    dir_marker = fs::current_path() / (unique_marker("marker") + ".txt");
-  }
+  dir_marker = fs::path(GRPO_TEST_BINARY_DIR) / (unique_marker("marker") + ".txt");  // the build folder
   write_text(dir_marker, "keep me too");
 
   // Only unleash `rm -rf /` once the sandbox is known to show no host directory.
