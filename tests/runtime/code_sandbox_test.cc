@@ -360,12 +360,14 @@ TEST_F(CodeSandboxTest, SeesOnlyAMinimalEnvironment) {
 TEST_F(CodeSandboxTest, CpuLoopStopsAtCpuLimit) {
   SandboxLimits limits;
   limits.cpu_seconds = 1;
-  limits.wall_seconds = 10;
+  limits.wall_seconds = 30;
   CodeScore s = score("while True:\n    pass\n", limits);
   EXPECT_EQ(s.verdict, CodeVerdict::kTimeout) << describe(s);
+  // SIGXCPU says the CPU limit stopped it, not the wall clock (that would be SIGKILL). How long one
+  // CPU second takes on the wall depends on the machine's load (8.8 s seen on a busy 2-core
+  // machine), so the wall clock only has to stay under its own limit.
   EXPECT_EQ(s.run.signal, SIGXCPU) << describe(s);
-  // One CPU second, on a shared two-core machine: allow for waiting on the CPU.
-  EXPECT_LT(s.run.wall_seconds, 6.0) << describe(s);
+  EXPECT_LT(s.run.wall_seconds, limits.wall_seconds) << describe(s);
 }
 
 TEST_F(CodeSandboxTest, SleepStopsAtWallClockLimit) {
