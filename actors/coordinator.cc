@@ -91,15 +91,26 @@ uint64_t in_flight(const CoordinatorState& s) {
   return n;
 }
 
-// All leases the run needs have been issued (only in-flight ones and re-issues remain).
-bool all_issued(const CoordinatorState& s) {
+AdmissionState admission_of(const CoordinatorState& s) {
   AdmissionState adm;
   adm.learner_step = s.learner_step;
   adm.issued = s.issued;
   adm.retired = retired(s);
   adm.groups_per_step = s.ctx.settings.groups_per_step;
-  adm.max_staleness = 1 << 30;  // ignore staleness: is there any step left to lease for?
+  adm.max_staleness = s.ctx.settings.max_staleness;
   adm.total_steps = s.ctx.settings.grpo_steps;
+  return adm;
+}
+
+// When a lease granted now expires.
+uint64_t lease_deadline(const CoordinatorState& s) {
+  return now_ms() + static_cast<uint64_t>(s.ctx.settings.lease_timeout_seconds * 1000);
+}
+
+// All leases the run needs have been issued (only in-flight ones and re-issues remain).
+bool all_issued(const CoordinatorState& s) {
+  AdmissionState adm = admission_of(s);
+  adm.max_staleness = 1 << 30;  // ignore staleness: is there any step left to lease for?
   return admit(adm, UINT64_MAX / 2, 1).empty();
 }
 
@@ -182,10 +193,10 @@ void restore(CoordinatorState& s) {
   if (decode_grant("reissue", &g)) s.reissue = g.leases;
   cluster::LeaseGrant all;
   if (decode_grant("outstanding", &all)) {
-    const uint64_t now = now_ms();
+    const uint64_t now = now_ms(), deadline = lease_deadline(s);
     for (auto& l : all.leases) {
       const uint64_t worker = l.deadline_ms;
-      l.deadline_ms = now + static_cast<uint64_t>(s.ctx.settings.lease_timeout_seconds * 1000);
+      l.deadline_ms = deadline;
       s.outstanding[worker].push_back(std::move(l));
       s.granted_at_ms[worker] = now;
     }
@@ -251,7 +262,7 @@ void try_grant(Self* self, uint64_t worker) {
   if (s.paused) return;
   const auto& st = s.ctx.settings;
   const cluster::LeaseRequest req = it->second;
-  const uint64_t deadline = now_ms() + static_cast<uint64_t>(st.lease_timeout_seconds * 1000);
+  const uint64_t deadline = lease_deadline(s);
   cluster::LeaseGrant grant;
   // Lost leases first: they are the oldest work of the pipeline.
   for (auto r = s.reissue.begin(); r != s.reissue.end() && static_cast<int32_t>(grant.leases.size()) < req.max_groups;) {
@@ -263,13 +274,7 @@ void try_grant(Self* self, uint64_t worker) {
     grant.leases.push_back(std::move(*r));
     r = s.reissue.erase(r);
   }
-  AdmissionState adm;
-  adm.learner_step = s.learner_step;
-  adm.issued = s.issued;
-  adm.retired = retired(s);
-  adm.groups_per_step = st.groups_per_step;
-  adm.max_staleness = st.max_staleness;
-  adm.total_steps = st.grpo_steps;
+  const AdmissionState adm = admission_of(s);
   const int32_t room = req.max_groups - static_cast<int32_t>(grant.leases.size());
   for (uint64_t consumed_at : room > 0 ? admit(adm, req.policy_version, room) : std::vector<uint64_t>{}) {
     cluster::PromptLease lease;
@@ -341,7 +346,7 @@ void on_lease_request(Self* self, const cluster::LeaseRequest& req) {
     }
     cluster::LeaseGrant grant;
     grant.leases = held->second;
-    for (auto& l : grant.leases) l.deadline_ms = now_ms() + static_cast<uint64_t>(s.ctx.settings.lease_timeout_seconds * 1000);
+    for (auto& l : grant.leases) l.deadline_ms = lease_deadline(s);
     s.granted_at_ms[req.worker_id] = now_ms();
     GRPO_LOG(kInfo) << "coordinator: generator " << req.worker_id
                     << (req.retry ? " asked again without its grant" : " restarted") << "; re-issuing its "

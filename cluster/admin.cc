@@ -138,12 +138,7 @@ void AdminServer::close() {
   const std::string domain = socket_->zap_domain;
   socket_.reset();
   if (!domain.empty()) transport_->remove_zap_domain(domain);
-  if (!path.empty()) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-    while (ipc_path_in_use(path) && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ::unlink(path.c_str());
-  }
+  if (!path.empty()) internal::release_ipc_path(path);
 }
 
 void AdminServer::run() {

@@ -309,14 +309,7 @@ void Mailbox::close() {
   socket_.reset();  // zmq_close; linger is 0
   if (!zap_domain.empty()) transport_->remove_zap_domain(zap_domain);
   if (!path.empty()) {
-    // ZeroMQ closes the listener asynchronously on its I/O thread and (in 4.3) leaves the socket
-    // file behind. Wait (briefly) until the path stops accepting connections, then remove the
-    // file, so that the same path can be bound again right after close().
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-    while (ipc_path_in_use(path) && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    ::unlink(path.c_str());
+    internal::release_ipc_path(path);
     Transport::Impl& t = *transport_->impl_;
     std::lock_guard<std::mutex> registry_lock(t.mu);
     t.bound_ipc_paths.erase(path);

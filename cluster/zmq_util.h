@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -62,6 +64,17 @@ inline bool ipc_path_in_use(const std::string& path) {
   const bool in_use = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   ::close(fd);
   return in_use;
+}
+
+// After closing the socket bound at ipc path `path`: ZeroMQ closes the listener asynchronously on
+// its I/O thread and (in 4.3) leaves the socket file behind. Waits (at most 500 ms) until the path
+// stops accepting connections, then removes the file, so the same path can be bound again at once.
+inline void release_ipc_path(const std::string& path) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (ipc_path_in_use(path) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::unlink(path.c_str());
 }
 
 }  // namespace grpo::cluster::internal
