@@ -45,7 +45,10 @@ void print_table(const RunSettings& st, double before, const runtime::EvalResult
   std::printf("+----------------------------------+-----------+\n");
   std::printf("| change                           | %+7.1f pt |\n", 100 * (after.pass_at_1 - before));
   std::printf("+----------------------------------+-----------+\n");
-  std::printf("after GRPO: cons@%d %.1f%%, format %.1f%%, mean response %.1f tokens\n\n",
+  // 1.96 standard errors: the 95% interval of the figure over the draw of held-out prompts.
+  std::printf("after GRPO: pass@1 %.1f%% +- %.1f pt (95%% interval over the %lld prompts), cons@%d %.1f%%, "
+              "format %.1f%%, mean response %.1f tokens\n\n",
+              100 * after.pass_at_1, 196 * after.pass_at_1_stderr, static_cast<long long>(after.prompts),
               st.eval.samples_per_prompt, 100 * after.cons_at_k, 100 * after.format_rate,
               after.mean_response_tokens);
   std::fflush(stdout);
@@ -290,6 +293,7 @@ int finish_run(const RunInputs& in, const runtime::Trainer& trainer, double sft_
   {
     std::ofstream out(st.run_dir + "/eval.json");
     out << "{\"sft_pass_at_1\": " << sft_pass << ", \"grpo_pass_at_1\": " << after->pass_at_1
+        << ", \"grpo_pass_at_1_stderr\": " << after->pass_at_1_stderr << ", \"eval_prompts\": " << after->prompts
         << ", \"grpo_step\": " << final_step << "}\n";
   }
   GRPO_LOG(kInfo) << "done in " << static_cast<int>(seconds_since(in.started)) << " s";

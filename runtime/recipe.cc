@@ -1,5 +1,6 @@
 #include "runtime/recipe.h"
 
+#include <cmath>
 #include <map>
 
 namespace grpo::runtime {
@@ -60,9 +61,22 @@ Status run_sft(Trainer& trainer, const AdditionTask& task, const TaskTokenizer& 
   return ok_status();
 }
 
+double standard_error(const std::vector<double>& values) {
+  const size_t n = values.size();
+  if (n < 2) return 0;
+  double mean = 0;
+  for (double v : values) mean += v;
+  mean /= static_cast<double>(n);
+  double ss = 0;
+  for (double v : values) ss += (v - mean) * (v - mean);
+  return std::sqrt(ss / static_cast<double>(n - 1) / static_cast<double>(n));
+}
+
 StatusOr<EvalResult> evaluate(Policy& policy, const std::vector<Problem>& problems,
                               const TaskTokenizer& tokenizer, const EvalOptions& options) {
   EvalResult result;
+  std::vector<double> per_prompt;  // accuracy of each prompt over its samples
+  per_prompt.reserve(problems.size());
   SamplingOptions sampling;
   sampling.temperature = options.temperature;
   sampling.top_p = options.top_p;
@@ -81,10 +95,12 @@ StatusOr<EvalResult> evaluate(Policy& policy, const std::vector<Problem>& proble
     GRPO_ASSIGN_OR_RETURN(auto outputs, policy.generate(requests, sampling, options.seed + start));
     for (size_t i = start; i < end; ++i) {
       std::map<std::string, int> votes;
+      double prompt_correct = 0;
       for (const auto& s : outputs[i - start]) {
         std::string text = response_text(tokenizer, s.ids);
         Reward r = score_response(text, s.finished, problems[i].answer, RewardWeights{});
         correct += r.accuracy;
+        prompt_correct += r.accuracy;
         formatted += r.format;
         tokens += static_cast<double>(s.ids.size());
         samples += 1;
@@ -92,6 +108,8 @@ StatusOr<EvalResult> evaluate(Policy& policy, const std::vector<Problem>& proble
         std::string ans = extract_answer(text, &found);
         if (found) votes[ans]++;
       }
+      if (!outputs[i - start].empty())
+        per_prompt.push_back(prompt_correct / static_cast<double>(outputs[i - start].size()));
       std::string best;
       int best_n = 0;
       for (const auto& [a, n] : votes)
@@ -105,6 +123,7 @@ StatusOr<EvalResult> evaluate(Policy& policy, const std::vector<Problem>& proble
   result.prompts = static_cast<int64_t>(problems.size());
   if (samples > 0) {
     result.pass_at_1 = correct / samples;
+    result.pass_at_1_stderr = standard_error(per_prompt);
     result.format_rate = formatted / samples;
     result.mean_response_tokens = tokens / samples;
   }

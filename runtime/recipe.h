@@ -45,11 +45,19 @@ struct EvalOptions {
 
 struct EvalResult {
   double pass_at_1 = 0;     // mean accuracy over prompts x samples
+  // Standard error of pass_at_1 from the spread of the per-prompt accuracies (each the mean of its
+  // k samples): sd / sqrt(prompts). The noise of the figure from which prompts were drawn; two
+  // policies scored on the same prompts differ by less than their two errors combined.
+  double pass_at_1_stderr = 0;
   double cons_at_k = 0;     // majority vote over the k samples
   double format_rate = 0;
   double mean_response_tokens = 0;
   int64_t prompts = 0;
 };
+
+// Standard error of the mean of `values`: the sample standard deviation (n - 1) over sqrt(n); 0
+// for fewer than two values.
+double standard_error(const std::vector<double>& values);
 
 StatusOr<EvalResult> evaluate(Policy& policy, const std::vector<Problem>& problems,
                               const TaskTokenizer& tokenizer, const EvalOptions& options);

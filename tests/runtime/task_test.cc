@@ -3,7 +3,9 @@
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <vector>
 
+#include "runtime/recipe.h"
 #include "runtime/task.h"
 #include "runtime/tokenizer.h"
 
@@ -88,6 +90,19 @@ TEST(TaskTokenizerTest, RoundTripsTracesAndRejectsUnknownCharacters) {
   EXPECT_NE(bad.status().message().find("'?' at position 2"), std::string::npos);
   EXPECT_FALSE(tok.decode({1, 999}).ok());
   EXPECT_EQ(*tok.decode({TaskTokenizer::kBos, tok.encode("7")->at(0)}), "7");
+}
+
+TEST(EvalStatsTest, StandardErrorIsSampleSdOverRootN) {
+  EXPECT_EQ(standard_error({}), 0.0);
+  EXPECT_EQ(standard_error({0.75}), 0.0);
+  EXPECT_EQ(standard_error({1, 1, 1}), 0.0);
+  EXPECT_NEAR(standard_error({0, 1}), 0.5, 1e-12);
+  // mean 0.5, squares 0.625, variance 0.625 / 4, error sqrt(0.15625 / 5)
+  EXPECT_NEAR(standard_error({0, 0.25, 0.5, 0.75, 1}), 0.1767766953, 1e-9);
+  // Four times the prompts at the same spread halves the error.
+  std::vector<double> many;
+  for (int i = 0; i < 4; ++i) many.insert(many.end(), {0, 0.25, 0.5, 0.75, 1});
+  EXPECT_NEAR(standard_error(many), 0.1767766953 / 2, 0.01);
 }
 
 }  // namespace
