@@ -12,4 +12,5 @@ CAF_ADD_ATOM(grpo, grpo::actors, done_atom, "done")        // (done_atom, role, 
 CAF_ADD_ATOM(grpo, grpo::actors, tick_atom, "tick")        // periodic work (heartbeats, deadlines)
 CAF_ADD_ATOM(grpo, grpo::actors, admin_atom, "admin")      // (admin_atom, bytes) -> reply bytes
 CAF_ADD_ATOM(grpo, grpo::actors, weights_atom, "weights")  // a weight version is complete (WeightRelay)
+CAF_ADD_ATOM(grpo, grpo::actors, flush_atom, "flush")      // send what was batched (the buffer's storage reports)
 CAF_END_TYPE_ID_BLOCK(grpo)

@@ -20,11 +20,21 @@
 // (a batch served again after a restart reports those dropped since the restart).
 // Heartbeat: every second (and on every eviction) the coordinator hears the groups retired since
 // start and the unique scored groups ever stored (persisted: the shards keep every id they accepted).
+// Storage acknowledgement (the coordinator counts a lease completed only when its group is stored
+// here; see actors/coordinator.cc): the ids of the groups put, new or duplicate (a re-issued copy's
+// lease is waiting too), go to the coordinator in a heartbeat kReportDelay after the first of them
+// (batched: at most a few reports a second, yet a lease completes promptly) or with the periodic
+// heartbeat, at most cluster::kMaxReportedGroupIds per heartbeat, longer lists in several. A
+// heartbeat can be lost, so the coordinator asks (StoredQuery) about ids it has waited on for a
+// while; the answer is an immediate heartbeat listing those the store holds (pending, consumed or
+// evicted: ids stay as tombstones), which survives restarts of either side.
 //
 // State machine: idle --(TrainBatchRequest)--> parked --(enough groups | replay)--> idle (batch sent);
 // a parked request is retried on every stored group and every heartbeat tick.
+#include <algorithm>
 #include <chrono>
 #include <optional>
+#include <vector>
 
 #include "actors/roles.h"
 #include "actors/wire.h"
@@ -44,23 +54,54 @@ struct BufferState {
   uint64_t dropped_this_step = 0;   // since the last served batch
   uint64_t duplicates = 0;
   uint64_t bad_messages = 0;
+  std::vector<uint64_t> stored_ids;  // put since the last heartbeat, not yet reported
+  bool report_scheduled = false;     // a flush_atom is on its way
   static inline const char* name = "buffer";
 };
 
 using Self = caf::stateful_actor<BufferState>;
 
 constexpr auto kHeartbeatInterval = std::chrono::seconds(1);
+// How long the ids of stored groups wait for company before they are reported.
+constexpr auto kReportDelay = std::chrono::milliseconds(100);
 
-void send_heartbeat(Self* self) {
+// Sends a heartbeat carrying `ids` (stored group ids), split into several when they exceed the
+// wire's limit. `ids` is consumed.
+void send_heartbeat(Self* self, std::vector<uint64_t>* ids) {
   auto& s = self->state;
   cluster::Heartbeat hb;
   hb.role = "buffer";
   hb.epoch = s.ctx.epoch;
   hb.groups_retired = s.evicted + s.dropped;
   hb.groups_stored = s.store->stats().accepted;
-  hb.epoch = s.ctx.epoch;
-  hb.timestamp_ms = now_ms();
-  (void)s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0), hb);
+  const std::string coordinator = endpoint_of(s.ctx.settings.endpoint_prefix, "coordinator", 0);
+  size_t at = 0;
+  do {
+    const size_t n = std::min(cluster::kMaxReportedGroupIds, ids->size() - at);
+    hb.stored_ids.assign(ids->begin() + static_cast<std::ptrdiff_t>(at), ids->begin() + static_cast<std::ptrdiff_t>(at + n));
+    at += n;
+    hb.timestamp_ms = now_ms();
+    (void)s.peers->send_msg(coordinator, hb);
+  } while (at < ids->size());
+  ids->clear();
+}
+
+// The periodic heartbeat (and the one after an eviction): reports the ids stored since the last.
+void send_heartbeat(Self* self) { send_heartbeat(self, &self->state.stored_ids); }
+
+// The coordinator asks which of `q.ids` are stored: the answer is a heartbeat listing those held.
+void answer_query(Self* self, const cluster::StoredQuery& q) {
+  auto& s = self->state;
+  std::vector<uint64_t> held;
+  for (uint64_t id : q.ids) {
+    auto info = s.store->lookup(id);
+    if (info.ok()) {
+      held.push_back(id);
+    } else if (info.status().code() != StatusCode::kNotFound) {
+      GRPO_LOG(kWarn) << "buffer: cannot look up group " << id << " for the coordinator: " << info.status();
+    }
+  }
+  send_heartbeat(self, &held);
 }
 
 bool rewards_all_equal(const cluster::ScoredGroup& g) {
@@ -162,6 +203,12 @@ void on_wire(Self* self, const std::string& bytes) {
       GRPO_LOG(kError) << "buffer: put of group " << sg.rollout.group_id << " failed: " << stored.status();
       return;
     }
+    // Reported soon (duplicates too): the first id of a batch schedules the report.
+    if (s.stored_ids.empty() && !s.report_scheduled) {
+      s.report_scheduled = true;
+      self->delayed_send(self, kReportDelay, flush_atom::value);
+    }
+    s.stored_ids.push_back(sg.rollout.group_id);
     if (!*stored) ++s.duplicates;
     else maybe_drop(self, sg);
     try_serve(self);
@@ -171,6 +218,10 @@ void on_wire(Self* self, const std::string& bytes) {
     if (req.num_groups < 1) return report_bad_message("buffer", invalid_argument("batch request for no groups"), &s.bad_messages);
     s.parked = req;
     try_serve(self);
+  } else if (*kind == cluster::MessageKind::kStoredQuery) {
+    cluster::StoredQuery q;
+    if (!decode_or_report("buffer", bytes, &q, &s.bad_messages)) return;
+    answer_query(self, q);
   } else {
     report_bad_message("buffer", invalid_argument(std::string("unexpected ") + cluster::message_kind_name(*kind)), &s.bad_messages);
   }
@@ -194,6 +245,10 @@ caf::behavior buffer_actor(Self* self, RoleContext ctx, std::shared_ptr<storage:
   self->delayed_send(self, kHeartbeatInterval, caf::tick_atom_v);
   return {
       [self](wire_atom, const std::string& bytes) { on_wire(self, bytes); },
+      [self](flush_atom) {
+        self->state.report_scheduled = false;
+        if (!self->state.stored_ids.empty()) send_heartbeat(self);
+      },
       [self](caf::tick_atom) {
         send_heartbeat(self);
         try_serve(self);

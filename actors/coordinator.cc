@@ -8,12 +8,40 @@
 // Leases. Admission follows actors/admission.h. A request that cannot be served now is parked and
 // served when the learner advances, a generator reports newer weights or the run resumes; admission
 // is paced at lease time and never discards finished rollouts. The last grant of each generator is
-// outstanding until that generator's next request says it is done (then it counts as completed). A
-// generator that restarted (LeaseRequest.restarted, or a newer epoch) gets its lost grant again: same
-// group ids, prompts and seeds, so the buffer's idempotent puts drop any duplicate. A generator
-// silent for longer than coordinator.member_timeout_seconds is `lost`, and a grant older than
+// outstanding until that generator's next request says it is done; its leases then await storage
+// (below) and count as completed once the buffer has their scored groups. A generator that
+// restarted (LeaseRequest.restarted, or a newer epoch) gets its lost grant again: same group ids,
+// prompts and seeds, so the buffer's idempotent puts drop any duplicate. A generator silent for
+// longer than coordinator.member_timeout_seconds is `lost`, and a grant older than
 // coordinator.lease_timeout_seconds has expired: either way its leases go to a re-issue queue that
 // the next requesting generators drain before any new prompt is leased.
+//
+// Storage acknowledgement. A finished group travels generator --> verifier (group id mod the
+// verifier count of its grant; for a grant restored by a restarted coordinator, the current desired
+// count) --> buffer without replies, so a verifier that dies with groups in
+// its queue, or a dropped message, loses them. Hence every lease of a finished grant waits in
+// `awaiting` (by group id, with its generator, its verifier and since when) until the buffer reports
+// the id stored: buffer heartbeats carry the ids put since the last one (Heartbeat.stored_ids, new
+// or duplicate; sent about 0.1 s after a put, actors/buffer.cc). A lease is completed (leases_completed, and its generator's count) exactly once,
+// when its id is first reported, wherever the lease is then: awaiting, or, for a re-issued copy whose
+// original arrived after all, in the re-issue queue or a generator's grant (it leaves them: no
+// needless regeneration). An id reported again is ignored; an id never issued (0, or not below the
+// id counter) is counted and logged, never trusted. A heartbeat can be lost (e.g. while this
+// coordinator restarts), so every kQueryEveryMs the coordinator asks the buffer (StoredQuery) about
+// up to kMaxReportedGroupIds ids awaiting for over kQueryAfterMs, rotating through them; the buffer
+// answers with a heartbeat listing those it holds. A lease awaiting storage goes to the re-issue
+// queue when its verifier is lost or restarts (a new epoch: its queue died with it), when its
+// generator is lost or restarts (the group may have died in the generator's outbox, after the
+// request that finished the grant went out), or when it stays unconfirmed past
+// coordinator.store_timeout_seconds (the backstop for everything else, e.g. a group skipped by its
+// generator or dropped on the wire). Re-issued leases keep their group ids and
+// seeds; a duplicate of a group that was stored after all is dropped by the buffer.
+//   issued --grant--> outstanding --next request--> awaiting --stored--> completed
+//   outstanding --generator lost / lease expired--> re-issue queue --grant--> outstanding
+//   awaiting --its verifier or generator lost or restarted / store timeout--> re-issue queue
+//   (a lease anywhere --stored--> completed)
+// So leases_issued = leases_completed + in flight (outstanding + awaiting + re-issue), and once
+// nothing is in flight, leases_completed equals the buffer's count of stored groups.
 //
 // Membership. Every member sends Heartbeats carrying its epoch (its process start time). The
 // coordinator keeps, per (role, id), the newest epoch seen and fences messages from older epochs
@@ -22,9 +50,12 @@
 // retired when it asks for work (its in-flight grant completes first: draining), a verifier above
 // it once no grant routes groups to it and it reports an empty queue.
 //
-// Durability. The prompt cursor, group-id counter, lease counters, outstanding grants, the re-issue
-// queue, the pause flag and the desired counts live in the state store (RocksDB), written in one
-// atomic batch after every change, so a restarted coordinator continues the run where it was.
+// Durability. The prompt cursor, group-id counter, lease counters, outstanding grants, the leases
+// awaiting storage, the re-issue queue, the pause flag and the desired counts live in the state
+// store (RocksDB), written in one atomic batch after every change, so a restarted coordinator
+// continues the run where it was (its awaiting leases wait afresh, and the buffer is asked about
+// them after kQueryAfterMs).
+#include <algorithm>
 #include <map>
 #include <set>
 #include <tuple>
@@ -42,10 +73,23 @@ struct Member {
   uint64_t last_seen_ms = 0;
   uint64_t policy_version = 0;
   int64_t in_flight = 0;
-  uint64_t leases_completed = 0;  // completed grants, as counted here
+  uint64_t leases_completed = 0;  // its leases whose groups the buffer confirmed stored
   std::string state = "up";       // up | draining | retired | lost
   int idle_beats = 0;             // retiring verifier: consecutive heartbeats with nothing to do
 };
+
+// A lease whose generator finished it, until the buffer confirms its scored group stored.
+struct Awaiting {
+  cluster::PromptLease lease;
+  uint64_t worker = 0;    // the generator that finished it
+  uint64_t verifier = 0;  // the verifier its group was routed to
+  uint64_t since_ms = 0;  // when its generator reported it finished (or this coordinator started)
+};
+
+// The buffer is asked about ids awaiting storage longer than kQueryAfterMs (its reports, about 0.1 s
+// after each put, normally confirm them well before), at most every kQueryEveryMs.
+constexpr uint64_t kQueryAfterMs = 3000;
+constexpr uint64_t kQueryEveryMs = 3000;
 
 struct CoordinatorState {
   RoleContext ctx;
@@ -71,7 +115,12 @@ struct CoordinatorState {
   // The last grant of each generator and when it was granted, until its next request.
   std::map<uint64_t, std::vector<cluster::PromptLease>> outstanding;  // by worker id
   std::map<uint64_t, uint64_t> granted_at_ms;
-  std::vector<cluster::PromptLease> reissue;  // leases lost with their generator, oldest first
+  std::vector<cluster::PromptLease> reissue;  // leases lost with their generator or verifier, oldest first
+  std::map<uint64_t, Awaiting> awaiting;      // finished leases not yet confirmed stored, by group id
+  std::map<uint64_t, int32_t> routed_verifiers;  // by worker: the verifier count its last grant carried
+  uint64_t last_query_ms = 0;   // when the buffer was last asked about awaiting ids
+  uint64_t query_cursor = 0;    // the last id asked about: the next query starts after it
+  uint64_t unknown_stored = 0;  // ids reported stored that were never issued
   std::map<std::pair<std::string, uint64_t>, Member> members;
   uint64_t bad_messages = 0;
   uint64_t fenced = 0;  // messages dropped for a stale epoch
@@ -86,7 +135,7 @@ uint64_t retired(const CoordinatorState& s) {
 }
 
 uint64_t in_flight(const CoordinatorState& s) {
-  uint64_t n = s.reissue.size();
+  uint64_t n = s.reissue.size() + s.awaiting.size();
   for (const auto& [w, leases] : s.outstanding) n += leases.size();
   return n;
 }
@@ -152,6 +201,14 @@ void persist(Self* self) {
       all.leases.push_back(std::move(l));
     }
   kv.emplace_back("outstanding", cluster::encode(all));
+  // Likewise the leases awaiting storage, their generator and verifier packed into the deadline.
+  cluster::LeaseGrant awaiting;
+  for (const auto& [id, a] : s.awaiting) {
+    cluster::PromptLease l = a.lease;
+    l.deadline_ms = (a.worker << 32) | (a.verifier & 0xffffffffULL);
+    awaiting.leases.push_back(std::move(l));
+  }
+  kv.emplace_back("awaiting", cluster::encode(awaiting));
   Status st = s.store->write(kv);
   if (!st.ok()) GRPO_LOG(kError) << "coordinator: cannot persist the run state: " << st;
 }
@@ -201,6 +258,20 @@ void restore(CoordinatorState& s) {
       s.granted_at_ms[worker] = now;
     }
   }
+  cluster::LeaseGrant awaiting;
+  if (decode_grant("awaiting", &awaiting)) {
+    const uint64_t now = now_ms();
+    for (auto& l : awaiting.leases) {
+      Awaiting a;
+      a.worker = l.deadline_ms >> 32;
+      a.verifier = l.deadline_ms & 0xffffffffULL;
+      a.since_ms = now;
+      l.deadline_ms = 0;
+      a.lease = std::move(l);
+      const uint64_t id = a.lease.group_id;
+      s.awaiting[id] = std::move(a);
+    }
+  }
 }
 
 std::string generator_endpoint(const CoordinatorState& s, uint64_t worker) {
@@ -240,6 +311,7 @@ void send_grant(Self* self, uint64_t worker, cluster::LeaseGrant grant) {
   auto& s = self->state;
   grant.worker_id = worker;
   grant.verifiers = s.desired_verifiers;
+  s.routed_verifiers[worker] = grant.verifiers;  // the generator routes this grant's groups by it
   Status sent = s.peers->send_msg(generator_endpoint(s, worker), grant);
   if (send_failed(sent)) GRPO_LOG(kWarn) << "coordinator: grant to generator " << worker << " not sent: " << sent;
 }
@@ -326,6 +398,153 @@ void requeue(Self* self, uint64_t worker, const std::string& why) {
   grant_all(self);
 }
 
+// A finished grant of `worker`: its leases await the buffer's confirmation that their groups are
+// stored. Each group went to the verifier its id picks among the grant's verifier count.
+void await_storage(CoordinatorState& s, uint64_t worker, std::vector<cluster::PromptLease> leases) {
+  auto routed = s.routed_verifiers.find(worker);
+  const uint64_t verifiers =
+      static_cast<uint64_t>(std::max<int32_t>(1, routed != s.routed_verifiers.end() ? routed->second : s.desired_verifiers));
+  const uint64_t now = now_ms();
+  for (auto& l : leases) {
+    Awaiting a;
+    a.worker = worker;
+    a.verifier = l.group_id % verifiers;
+    a.since_ms = now;
+    a.lease = std::move(l);
+    const uint64_t id = a.lease.group_id;
+    s.awaiting[id] = std::move(a);
+  }
+}
+
+// Counts `n` leases completed, for the generator `worker` when it is known (a lease from the
+// re-issue queue has none).
+void complete_leases(CoordinatorState& s, const uint64_t* worker, uint64_t n) {
+  s.leases_completed += n;
+  if (worker == nullptr) return;
+  // Only members already heard from: an entry made here would count as silent since forever.
+  auto m = s.members.find({"generator", *worker});
+  if (m != s.members.end()) m->second.leases_completed += n;
+}
+
+// The buffer holds the groups `ids` (its heartbeat): their leases are completed, once.
+void on_stored(Self* self, const std::vector<uint64_t>& ids) {
+  auto& s = self->state;
+  uint64_t completed = 0, unknown = 0;
+  std::set<uint64_t> elsewhere;  // not awaiting: re-issued copies, or reported before
+  for (uint64_t id : ids) {
+    if (id == 0 || id >= s.next_group_id) {
+      ++unknown;
+      continue;
+    }
+    auto a = s.awaiting.find(id);
+    if (a == s.awaiting.end()) {
+      elsewhere.insert(id);
+      continue;
+    }
+    complete_leases(s, &a->second.worker, 1);
+    s.awaiting.erase(a);
+    ++completed;
+  }
+  if (!elsewhere.empty()) {
+    // A re-issued lease whose original group reached the buffer after all: it needs no generator.
+    for (auto r = s.reissue.begin(); r != s.reissue.end();) {
+      if (elsewhere.erase(r->group_id) == 0) {
+        ++r;
+        continue;
+      }
+      complete_leases(s, nullptr, 1);
+      r = s.reissue.erase(r);
+      ++completed;
+    }
+    for (auto o = s.outstanding.begin(); o != s.outstanding.end() && !elsewhere.empty();) {
+      const uint64_t worker = o->first;
+      auto& leases = o->second;
+      uint64_t n = 0;
+      for (auto l = leases.begin(); l != leases.end();) {
+        if (elsewhere.erase(l->group_id) == 0) {
+          ++l;
+          continue;
+        }
+        l = leases.erase(l);
+        ++n;
+      }
+      if (n > 0) {
+        complete_leases(s, &worker, n);
+        completed += n;
+        auto m = s.members.find({"generator", worker});
+        if (m != s.members.end()) m->second.in_flight = std::max<int64_t>(0, m->second.in_flight - static_cast<int64_t>(n));
+      }
+      if (n > 0 && leases.empty()) {
+        s.granted_at_ms.erase(worker);
+        o = s.outstanding.erase(o);
+      } else {
+        ++o;
+      }
+    }
+    // What is left was reported before (heartbeats and query answers overlap): nothing to do.
+  }
+  if (unknown > 0) {
+    const uint64_t before = s.unknown_stored;
+    s.unknown_stored += unknown;
+    // Logged the first time and whenever the total crosses a power of two.
+    if (before == 0 || (64 - __builtin_clzll(before)) != (64 - __builtin_clzll(s.unknown_stored)))
+      GRPO_LOG(kWarn) << "coordinator: the buffer reported " << unknown << " stored group id(s) never issued (id counter at "
+                      << s.next_group_id << "); ignored, " << s.unknown_stored << " so far";
+  }
+  if (completed > 0) persist(self);
+}
+
+// Moves the leases awaiting storage that `lost` selects to the re-issue queue; returns how many.
+template <typename Pred>
+size_t move_awaiting(CoordinatorState& s, Pred lost, const std::string& why) {
+  size_t n = 0;
+  for (auto a = s.awaiting.begin(); a != s.awaiting.end();) {
+    if (!lost(a->second)) {
+      ++a;
+      continue;
+    }
+    s.reissue.push_back(std::move(a->second.lease));
+    a = s.awaiting.erase(a);
+    ++n;
+  }
+  if (n > 0) GRPO_LOG(kWarn) << "coordinator: " << why << "; " << n << " finished lease(s) not yet confirmed stored are re-issued";
+  return n;
+}
+
+// move_awaiting, then the change is stored and the re-issued leases go to waiting generators.
+template <typename Pred>
+void reissue_awaiting(Self* self, Pred lost, const std::string& why) {
+  if (move_awaiting(self->state, lost, why) == 0) return;
+  persist(self);
+  grant_all(self);
+}
+
+void reissue_routed_to(Self* self, uint64_t verifier, const std::string& why) {
+  reissue_awaiting(self, [verifier](const Awaiting& a) { return a.verifier == verifier; },
+                   "verifier " + std::to_string(verifier) + " " + why);
+}
+
+// Asks the buffer which of the ids awaiting storage for a while it holds (a heartbeat that carried
+// them may have been lost); up to kMaxReportedGroupIds per query, continuing after the last one asked.
+void query_buffer(Self* self, uint64_t now) {
+  auto& s = self->state;
+  if (s.awaiting.empty() || now < s.last_query_ms + kQueryEveryMs) return;
+  cluster::StoredQuery q;
+  auto consider = [&](const std::pair<const uint64_t, Awaiting>& e) {
+    if (now >= e.second.since_ms + kQueryAfterMs) q.ids.push_back(e.first);
+    return q.ids.size() < cluster::kMaxReportedGroupIds;
+  };
+  auto start = s.awaiting.upper_bound(s.query_cursor);
+  bool room = true;
+  for (auto it = start; it != s.awaiting.end() && room; ++it) room = consider(*it);
+  for (auto it = s.awaiting.begin(); it != start && room; ++it) room = consider(*it);
+  if (q.ids.empty()) return;
+  s.last_query_ms = now;
+  s.query_cursor = q.ids.back();
+  Status sent = s.peers->send_msg(endpoint_of(s.ctx.settings.endpoint_prefix, "buffer", 0), q);
+  if (send_failed(sent)) GRPO_LOG(kWarn) << "coordinator: query of " << q.ids.size() << " stored ids not sent: " << sent;
+}
+
 void on_lease_request(Self* self, const cluster::LeaseRequest& req) {
   auto& s = self->state;
   if (req.worker_id >= static_cast<uint64_t>(kMaxScaledWorkers) || req.max_groups < 1)
@@ -334,6 +553,12 @@ void on_lease_request(Self* self, const cluster::LeaseRequest& req) {
   if (!admit_epoch(s, "generator", req.worker_id, req.epoch, &new_epoch)) return;
   Member& m = member(s, "generator", req.worker_id);
   m.policy_version = req.policy_version;
+  // A restarted generator's last groups may have died in its outbox, after the request that
+  // finished their grant went out: its leases awaiting storage are re-issued. (Stored below or
+  // with the grant; granted by the code below, not here: this request is not handled yet.)
+  const bool moved = (req.restarted || new_epoch) &&
+                     move_awaiting(s, [w = req.worker_id](const Awaiting& a) { return a.worker == w; },
+                                   "generator " + std::to_string(req.worker_id) + " restarted") > 0;
   auto held = s.outstanding.find(req.worker_id);
   // A retry while a grant is outstanding means the generator never got that grant (it would have
   // asked without the retry mark after finishing it): send it again. If it was the completion
@@ -351,11 +576,11 @@ void on_lease_request(Self* self, const cluster::LeaseRequest& req) {
     GRPO_LOG(kInfo) << "coordinator: generator " << req.worker_id
                     << (req.retry ? " asked again without its grant" : " restarted") << "; re-issuing its "
                     << grant.leases.size() << " lost lease(s)";
+    if (moved) persist(self);
     return send_grant(self, req.worker_id, std::move(grant));
   }
-  if (held != s.outstanding.end()) {  // its previous grant is done
-    s.leases_completed += held->second.size();
-    m.leases_completed += held->second.size();
+  if (held != s.outstanding.end()) {  // its previous grant is done: its groups are on their way
+    await_storage(s, req.worker_id, std::move(held->second));
     s.outstanding.erase(held);
     s.granted_at_ms.erase(req.worker_id);
   }
@@ -387,7 +612,14 @@ void on_heartbeat(Self* self, const cluster::Heartbeat& hb) {
   } else if (hb.role == "buffer") {
     s.buffer_evicted = std::max(s.buffer_evicted, hb.groups_retired);
     s.groups_stored = std::max(s.groups_stored, hb.groups_stored);
-  } else if (hb.role == "verifier" && hb.worker_id >= static_cast<uint64_t>(s.desired_verifiers) && m.state != "retired") {
+    if (!hb.stored_ids.empty()) on_stored(self, hb.stored_ids);
+  } else if (hb.role == "verifier" && new_epoch) {
+    // Restarted: whatever was in its queue died with the old process.
+    reissue_routed_to(self, hb.worker_id, "restarted");
+  }
+  if (hb.role != "buffer" && !hb.stored_ids.empty())
+    report_bad_message("coordinator", invalid_argument(hb.role + " " + std::to_string(hb.worker_id) + " reports stored groups; only the buffer does"), &s.bad_messages);
+  if (hb.role == "verifier" && hb.worker_id >= static_cast<uint64_t>(s.desired_verifiers) && m.state != "retired") {
     // A verifier above the desired count retires once nothing can still route groups to it: every
     // outstanding grant was made after the scale-down (grants carry the verifier count), and two
     // heartbeats in a row report an empty queue (the second covers groups still on the wire).
@@ -419,7 +651,13 @@ void on_tick(Self* self) {
       m.state = "lost";
       GRPO_LOG(kWarn) << "coordinator: " << key.first << " " << key.second << " is lost (silent for "
                       << (now - m.last_seen_ms) / 1000 << " s)";
-      if (key.first == "generator") requeue(self, key.second, "is lost");
+      if (key.first == "generator") {
+        requeue(self, key.second, "is lost");
+        // Groups still in its outbox are lost with it too.
+        reissue_awaiting(self, [w = key.second](const Awaiting& a) { return a.worker == w; },
+                         "generator " + std::to_string(key.second) + " is lost");
+      }
+      if (key.first == "verifier") reissue_routed_to(self, key.second, "is lost");
     }
   }
   std::vector<uint64_t> expired;
@@ -427,7 +665,12 @@ void on_tick(Self* self) {
     if (!leases.empty() && now > leases.front().deadline_ms) expired.push_back(w);
   for (uint64_t w : expired) requeue(self, w, "missed its lease deadline");
   // Members never heard from since this coordinator started (it restarted while they were gone)
-  // are not in the table: their grants expire through the deadline above.
+  // are not in the table: their grants expire through the deadline above, and the leases awaiting
+  // storage that their groups do not confirm through the store timeout below.
+  const uint64_t store_timeout = static_cast<uint64_t>(s.ctx.settings.store_timeout_seconds * 1000);
+  reissue_awaiting(self, [&](const Awaiting& a) { return now > a.since_ms + store_timeout; },
+                   "the buffer has not confirmed groups within coordinator.store_timeout_seconds");
+  query_buffer(self, now);
 }
 
 cluster::AdminReply status_reply(const CoordinatorState& s) {
@@ -439,6 +682,7 @@ cluster::AdminReply status_reply(const CoordinatorState& s) {
   r.leases_issued = s.leases_issued;
   r.leases_completed = s.leases_completed;
   r.leases_in_flight = in_flight(s);
+  r.leases_awaiting_storage = s.awaiting.size();
   r.groups_stored = s.groups_stored;
   r.groups_retired = s.buffer_evicted;
   r.desired_generators = s.desired_generators;
@@ -596,7 +840,8 @@ caf::behavior coordinator_actor(Self* self, RoleContext ctx, std::shared_ptr<sto
   if (s.paused) GRPO_LOG(kWarn) << "coordinator: the run is paused (grpoctl resume leases again)";
   GRPO_LOG(kInfo) << "coordinator: up (epoch " << s.ctx.epoch << "), prompt cursor " << s.prompt_cursor
                   << ", learner step " << s.learner_step << ", " << s.leases_issued << " leases issued, "
-                  << in_flight(s) << " in flight, " << s.start.pending_groups << " groups waiting in the buffer"
+                  << in_flight(s) << " in flight (" << s.awaiting.size() << " awaiting storage), "
+                  << s.start.pending_groups << " groups waiting in the buffer"
                   << (s.admin ? ", admin at " + s.admin->endpoint() : std::string());
   self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
   return {

@@ -1,8 +1,17 @@
 #include "actors/run_config.h"
 
 #include "actors/wire.h"
+#include "base/log.h"
 
 namespace grpo::actors {
+
+bool nccl_transport_built() {
+#if defined(GRPO_HAVE_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
 
 const ConfigSchema& run_schema() {
   static const ConfigSchema schema = [] {
@@ -116,6 +125,11 @@ const ConfigSchema& run_schema() {
            "padded tokens per forward/backward pass (gradient accumulation over a step's micro-batches); 0: a whole batch at once"});
     s.add({"broadcaster.replicas", T::kInt, "1", 1, 1, "broadcaster actors"});
     s.add({"broadcaster.chunk_bytes", T::kInt, "1048576", 1024, 268435456, "weight chunk size"});
+    s.add({"broadcaster.transport", T::kString, "\"zmq\"", 0, 0,
+           "how weight bytes reach the generators: zmq (the checksummed ZeroMQ chain) or nccl (NCCL broadcast "
+           "between GPUs, checked against the same checksums, the chain as fallback; builds with CUDA and NCCL "
+           "only; the roles do not use it yet, so weights still take the chain)",
+           {"zmq", "nccl"}});
     s.add({"buffer.sync_writes", T::kBool, "false", 0, 0, "fsync every buffer write batch"});
     s.add({"buffer.shards", T::kInt, "1", 1, 1024,
            "RocksDB stores of the rollout buffer (run_dir/buffer/shard-K), groups routed by id % shards; fixed when the buffer is created"});
@@ -124,6 +138,8 @@ const ConfigSchema& run_schema() {
            "a member silent this long is lost; a lost generator's leases go to the others"});
     s.add({"coordinator.lease_timeout_seconds", T::kDouble, "600.0", 1, 864000,
            "a lease grant not completed within this is re-issued to another generator"});
+    s.add({"coordinator.store_timeout_seconds", T::kDouble, "120.0", 1, 864000,
+           "a lease its generator finished whose scored group the buffer has not confirmed stored within this is re-issued"});
     // [checkpoint]
     s.add({"checkpoint.every", T::kInt, "50", 1, 1e9, "learner steps between checkpoints"});
     s.add({"checkpoint.keep", T::kInt, "3", 1, 1000, "checkpoints kept"});
@@ -257,12 +273,21 @@ StatusOr<RunSettings> settings_from_config(const Config& c) {
   r.grpo_optimizer.micro_batch_tokens = r.sft_optimizer.micro_batch_tokens;
   r.broadcasters = static_cast<int>(c.get_int("broadcaster.replicas"));
   r.chunk_bytes = static_cast<uint32_t>(c.get_int("broadcaster.chunk_bytes"));
+  r.broadcast_transport = c.get_string("broadcaster.transport");
+  if (r.broadcast_transport == "nccl" && !nccl_transport_built())
+    return invalid_argument(c.origin("broadcaster.transport") +
+                            ": broadcaster.transport: \"nccl\" needs a grpo built with CUDA and NCCL, and this one "
+                            "was built without them; use \"zmq\"");
+  if (r.broadcast_transport == "nccl")
+    GRPO_LOG(kWarn) << c.origin("broadcaster.transport") << ": broadcaster.transport = \"nccl\": the NCCL weight "
+                    << "channel is built but the roles do not use it yet; weights take the ZeroMQ chain";
   r.buffer_sync_writes = c.get_bool("buffer.sync_writes");
   r.buffer_shards = static_cast<int>(c.get_int("buffer.shards"));
   r.checkpoint_every = c.get_int("checkpoint.every");
   r.checkpoint_keep = c.get_int("checkpoint.keep");
   r.member_timeout_seconds = c.get_double("coordinator.member_timeout_seconds");
   r.lease_timeout_seconds = c.get_double("coordinator.lease_timeout_seconds");
+  r.store_timeout_seconds = c.get_double("coordinator.store_timeout_seconds");
   r.keys_dir = c.get_string("security.keys_dir");
   if (!r.keys_dir.empty()) {
     // Read here, not when the first socket opens: a missing or malformed key is a config error.

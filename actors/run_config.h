@@ -70,6 +70,9 @@ struct RunSettings {
   int learners = 1;
   int broadcasters = 1;
   uint32_t chunk_bytes = 1 << 20;
+  // broadcaster.transport: "zmq" (the chain of cluster/weight_relay.h) or "nccl" (only where
+  // nccl_transport_built(); cluster/nccl_weight_channel.h).
+  std::string broadcast_transport = "zmq";
   bool buffer_sync_writes = false;
   int buffer_shards = 1;  // RocksDB stores of the buffer; fixed when run_dir/buffer is created
 
@@ -78,6 +81,7 @@ struct RunSettings {
 
   double member_timeout_seconds = 20.0;  // [coordinator]
   double lease_timeout_seconds = 600.0;
+  double store_timeout_seconds = 120.0;  // finished lease -> scored group confirmed in the buffer
 
   // [security] keys_dir: the folder `grpoctl keygen` wrote; empty = the run's sockets are plain.
   // When set, settings_from_config has read and checked both files, so a bad key fails the config
@@ -93,5 +97,9 @@ struct RunSettings {
 };
 
 StatusOr<RunSettings> settings_from_config(const Config& config);
+
+// True in builds with CUDA and NCCL (GRPO_HAVE_NCCL), where broadcaster.transport = "nccl" is
+// accepted; elsewhere that value is a config error.
+bool nccl_transport_built();
 
 }  // namespace grpo::actors

@@ -212,8 +212,9 @@ std::vector<runtime::ScoreJob> make_jobs(Self* self, const cluster::RolloutGroup
   return jobs;
 }
 
-// Every second: liveness and queue length to the coordinator, which retires a verifier scaled away
-// once its queue is empty.
+// Every second (and once at start): liveness, epoch and queue length to the coordinator, which
+// retires a verifier scaled away once its queue is empty, and re-issues the unstored groups of one
+// that restarted.
 void heartbeat(Self* self) {
   auto& s = self->state;
   cluster::Heartbeat hb;
@@ -325,6 +326,10 @@ caf::behavior verifier_actor(Self* self, RoleContext ctx, int id) {
   GRPO_LOG(kInfo) << "verifier " << id << ": up (reward " << runtime::reward_kind_name(s.ctx.settings.reward_kind)
                   << ", " << s.ctx.settings.scoring.threads << " scoring thread(s), timeout "
                   << s.ctx.settings.scoring.timeout_seconds << " s)";
+  // At once, not a second later: the coordinator learns this process's epoch before any group can
+  // reach it, so that a restart (a newer epoch) is recognised and the leases of the groups that died
+  // with the previous process are re-issued (actors/coordinator.cc).
+  heartbeat(self);
   self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
   return {
       [self](wire_atom, const std::string& bytes) { on_wire(self, bytes); },

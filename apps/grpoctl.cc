@@ -158,6 +158,7 @@ nlohmann::json to_json(const grpo::cluster::AdminReply& r) {
   j["leases_issued"] = r.leases_issued;
   j["leases_completed"] = r.leases_completed;
   j["leases_in_flight"] = r.leases_in_flight;
+  j["leases_awaiting_storage"] = r.leases_awaiting_storage;
   j["groups_stored"] = r.groups_stored;
   j["groups_retired"] = r.groups_retired;
   j["desired"] = {{"generator", r.desired_generators}, {"verifier", r.desired_verifiers}};
@@ -181,10 +182,11 @@ void print_status(const grpo::cluster::AdminReply& r) {
   std::printf("run state         %s\n", r.run_state.c_str());
   std::printf("learner step      %llu / %llu\n", static_cast<unsigned long long>(r.learner_step),
               static_cast<unsigned long long>(r.total_steps));
-  std::printf("leases            %llu issued, %llu completed, %llu in flight\n",
+  std::printf("leases            %llu issued, %llu completed (stored), %llu in flight (%llu awaiting storage)\n",
               static_cast<unsigned long long>(r.leases_issued),
               static_cast<unsigned long long>(r.leases_completed),
-              static_cast<unsigned long long>(r.leases_in_flight));
+              static_cast<unsigned long long>(r.leases_in_flight),
+              static_cast<unsigned long long>(r.leases_awaiting_storage));
   std::printf("buffer            %llu scored groups stored, %llu evicted or dropped\n",
               static_cast<unsigned long long>(r.groups_stored),
               static_cast<unsigned long long>(r.groups_retired));

@@ -165,6 +165,7 @@ void to_wire(const Heartbeat& m, w::Heartbeat::Builder b) {
   b.setGroupsRetired(m.groups_retired);
   b.setGroupsStored(m.groups_stored);
   b.setLeasesCompleted(m.leases_completed);
+  copy_list(b.initStoredIds(static_cast<unsigned>(m.stored_ids.size())), m.stored_ids);
 }
 
 void to_wire(const LeaseGrant& m, w::LeaseGrant::Builder b) {
@@ -209,6 +210,11 @@ void to_wire(const AdminReply& m, w::AdminReply::Builder b) {
   for (size_t i = 0; i < m.members.size(); ++i) to_wire(m.members[i], members[static_cast<unsigned>(i)]);
   b.setEpoch(m.epoch);
   b.setMessage(text_of(m.message));
+  b.setLeasesAwaitingStorage(m.leases_awaiting_storage);
+}
+
+void to_wire(const StoredQuery& m, w::StoredQuery::Builder b) {
+  copy_list(b.initIds(static_cast<unsigned>(m.ids.size())), m.ids);
 }
 
 // Initializes the body member of `m`'s kind.
@@ -231,6 +237,28 @@ w::AdminReply::Builder init_body(Body::Builder b, const AdminReply*) { return b.
 w::WeightChunkRequest::Builder init_body(Body::Builder b, const WeightChunkRequest*) {
   return b.initWeightChunkRequest();
 }
+w::StoredQuery::Builder init_body(Body::Builder b, const StoredQuery*) { return b.initStoredQuery(); }
+
+// NCCL group set-up (cluster/nccl_group.h): value type -> wire.
+void to_wire(const NcclGroupRequest& m, w::NcclGroupRequest::Builder b) {
+  b.setEpoch(m.epoch);
+  b.setMember(text_of(m.member));
+  b.setUniqueId(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.unique_id.data()), m.unique_id.size()));
+  auto members = b.initMembers(static_cast<unsigned>(m.members.size()));
+  for (size_t i = 0; i < m.members.size(); ++i) members.set(static_cast<unsigned>(i), text_of(m.members[i]));
+  b.setPieceBytes(m.piece_bytes);
+}
+void to_wire(const NcclGroup& m, w::NcclGroup::Builder b) {
+  b.setEpoch(m.epoch);
+  b.setUniqueId(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.unique_id.data()), m.unique_id.size()));
+  auto members = b.initMembers(static_cast<unsigned>(m.members.size()));
+  for (size_t i = 0; i < m.members.size(); ++i) members.set(static_cast<unsigned>(i), text_of(m.members[i]));
+  b.setPieceBytes(m.piece_bytes);
+  b.setRank(m.rank);
+  b.setError(text_of(m.error));
+}
+w::NcclGroupRequest::Builder init_body(Body::Builder b, const NcclGroupRequest*) { return b.initNcclGroupRequest(); }
+w::NcclGroup::Builder init_body(Body::Builder b, const NcclGroup*) { return b.initNcclGroup(); }
 
 // Serializes the builder as an unpacked flat array straight into a std::string.
 std::string to_bytes(capnp::MessageBuilder& builder) {
@@ -260,6 +288,14 @@ std::string encode_message(const T& m, size_t first_segment_words) {
 // about its own size in traversal words.
 
 std::string from_text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// A list of group ids (Heartbeat.stored_ids, StoredQuery.ids) longer than kMaxReportedGroupIds is
+// refused before it is copied.
+Status check_group_ids(size_t n, const char* what) {
+  if (n <= kMaxReportedGroupIds) return ok_status();
+  return invalid_argument(std::string(what) + ": " + std::to_string(n) + " group ids, more than the limit of " +
+                          std::to_string(kMaxReportedGroupIds));
+}
 
 template <typename T, typename ListReader>
 std::vector<T> from_list(ListReader list) {
@@ -434,6 +470,14 @@ Status from_wire(w::Heartbeat::Reader r, Heartbeat* m) {
   m->groups_retired = r.getGroupsRetired();
   m->groups_stored = r.getGroupsStored();
   m->leases_completed = r.getLeasesCompleted();
+  GRPO_RETURN_IF_ERROR(check_group_ids(r.getStoredIds().size(), "heartbeat's stored ids"));
+  m->stored_ids = from_list<uint64_t>(r.getStoredIds());
+  return ok_status();
+}
+
+Status from_wire(w::StoredQuery::Reader r, StoredQuery* m) {
+  GRPO_RETURN_IF_ERROR(check_group_ids(r.getIds().size(), "stored query"));
+  m->ids = from_list<uint64_t>(r.getIds());
   return ok_status();
 }
 
@@ -486,8 +530,71 @@ Status from_wire(w::AdminReply::Reader r, AdminReply* m) {
   }
   m->epoch = r.getEpoch();
   m->message = from_text(r.getMessage());
+  m->leases_awaiting_storage = r.getLeasesAwaitingStorage();
   return ok_status();
 }
+
+// NCCL group set-up (cluster/nccl_group.h): wire -> value type, sizes checked before copying.
+Status nccl_id_from_wire(capnp::Data::Reader id, std::string* out) {
+  if (id.size() != 0 && id.size() != kNcclUniqueIdBytes)
+    return invalid_argument("NCCL unique id of " + std::to_string(id.size()) + " bytes, not " +
+                            std::to_string(kNcclUniqueIdBytes));
+  out->assign(reinterpret_cast<const char*>(id.begin()), id.size());
+  return ok_status();
+}
+Status nccl_members_from_wire(capnp::List<capnp::Text>::Reader list, std::vector<std::string>* out) {
+  if (list.size() > kMaxNcclGroupMembers)
+    return invalid_argument(std::to_string(list.size()) + " NCCL group members, more than the limit of " +
+                            std::to_string(kMaxNcclGroupMembers));
+  out->clear();
+  out->reserve(list.size());
+  for (auto t : list) {
+    if (t.size() > kMaxNcclMemberNameBytes)
+      return invalid_argument("NCCL group member name of " + std::to_string(t.size()) + " bytes, more than " +
+                              std::to_string(kMaxNcclMemberNameBytes));
+    out->push_back(from_text(t));
+  }
+  return ok_status();
+}
+Status nccl_piece_bytes_ok(uint64_t piece_bytes) {
+  if (piece_bytes <= kMaxNcclPieceBytes) return ok_status();
+  return invalid_argument("NCCL piece_bytes " + std::to_string(piece_bytes) + " above the limit of " +
+                          std::to_string(kMaxNcclPieceBytes));
+}
+Status from_wire(w::NcclGroupRequest::Reader r, NcclGroupRequest* m) {
+  m->epoch = r.getEpoch();
+  auto member = r.getMember();
+  if (member.size() > kMaxNcclMemberNameBytes)
+    return invalid_argument("NCCL group member name of " + std::to_string(member.size()) + " bytes, more than " +
+                            std::to_string(kMaxNcclMemberNameBytes));
+  m->member = from_text(member);
+  GRPO_RETURN_IF_ERROR(nccl_id_from_wire(r.getUniqueId(), &m->unique_id));
+  GRPO_RETURN_IF_ERROR(nccl_members_from_wire(r.getMembers(), &m->members));
+  m->piece_bytes = r.getPieceBytes();
+  return nccl_piece_bytes_ok(m->piece_bytes);
+}
+Status from_wire(w::NcclGroup::Reader r, NcclGroup* m) {
+  m->epoch = r.getEpoch();
+  GRPO_RETURN_IF_ERROR(nccl_id_from_wire(r.getUniqueId(), &m->unique_id));
+  GRPO_RETURN_IF_ERROR(nccl_members_from_wire(r.getMembers(), &m->members));
+  m->piece_bytes = r.getPieceBytes();
+  GRPO_RETURN_IF_ERROR(nccl_piece_bytes_ok(m->piece_bytes));
+  m->rank = r.getRank();
+  auto error = r.getError();
+  if (error.size() > kMaxNcclErrorBytes)
+    return invalid_argument("NCCL group error text of " + std::to_string(error.size()) + " bytes, more than " +
+                            std::to_string(kMaxNcclErrorBytes));
+  m->error = from_text(error);
+  if (m->rank < -1 || (m->rank >= 0 && static_cast<size_t>(m->rank) >= m->members.size()))
+    return invalid_argument("NCCL group rank " + std::to_string(m->rank) + " not in [-1, " +
+                            std::to_string(m->members.size()) + ")");
+  if (m->rank >= 0 && m->unique_id.empty()) return invalid_argument("NCCL group gives rank " + std::to_string(m->rank) + " without a unique id");
+  return ok_status();
+}
+w::NcclGroupRequest::Reader get_body(Body::Reader b, const NcclGroupRequest*) { return b.getNcclGroupRequest(); }
+w::NcclGroup::Reader get_body(Body::Reader b, const NcclGroup*) { return b.getNcclGroup(); }
+constexpr MessageKind kind_constant(const NcclGroupRequest*) { return MessageKind::kNcclGroupRequest; }
+constexpr MessageKind kind_constant(const NcclGroup*) { return MessageKind::kNcclGroup; }
 
 StatusOr<MessageKind> kind_of(Body::Which which) {
   switch (which) {
@@ -504,6 +611,9 @@ StatusOr<MessageKind> kind_of(Body::Which which) {
     case Body::ADMIN_REQUEST: return MessageKind::kAdminRequest;
     case Body::ADMIN_REPLY: return MessageKind::kAdminReply;
     case Body::WEIGHT_CHUNK_REQUEST: return MessageKind::kWeightChunkRequest;
+    case Body::STORED_QUERY: return MessageKind::kStoredQuery;
+    case Body::NCCL_GROUP_REQUEST: return MessageKind::kNcclGroupRequest;
+    case Body::NCCL_GROUP: return MessageKind::kNcclGroup;
   }
   return invalid_argument("unknown message kind (union member " +
                           std::to_string(static_cast<unsigned>(which)) + ")");
@@ -530,6 +640,7 @@ w::WeightChunkRequest::Reader get_body(Body::Reader b, const WeightChunkRequest*
   return b.getWeightChunkRequest();
 }
 w::WeightChunk::Reader get_body(Body::Reader b, const WeightChunkView*) { return b.getWeightChunk(); }
+w::StoredQuery::Reader get_body(Body::Reader b, const StoredQuery*) { return b.getStoredQuery(); }
 
 constexpr MessageKind kind_constant(const LeaseRequest*) { return MessageKind::kLeaseRequest; }
 constexpr MessageKind kind_constant(const PromptLease*) { return MessageKind::kPromptLease; }
@@ -549,6 +660,7 @@ constexpr MessageKind kind_constant(const WeightChunkRequest*) {
   return MessageKind::kWeightChunkRequest;
 }
 constexpr MessageKind kind_constant(const WeightChunkView*) { return MessageKind::kWeightChunk; }
+constexpr MessageKind kind_constant(const StoredQuery*) { return MessageKind::kStoredQuery; }
 
 // Checks size and framing, opens the envelope and checks the schema version and kind, then calls
 // fn(MessageKind, Body::Reader). Every exception from reading is converted to a Status here.
@@ -638,6 +750,9 @@ const char* message_kind_name(MessageKind kind) {
     case MessageKind::kAdminRequest: return "AdminRequest";
     case MessageKind::kAdminReply: return "AdminReply";
     case MessageKind::kWeightChunkRequest: return "WeightChunkRequest";
+    case MessageKind::kStoredQuery: return "StoredQuery";
+    case MessageKind::kNcclGroupRequest: return "NcclGroupRequest";
+    case MessageKind::kNcclGroup: return "NcclGroup";
   }
   return "Unknown";
 }
@@ -662,6 +777,7 @@ std::string encode(const AdminReply& m) { return encode_message(m, kDefaultFirst
 std::string encode(const WeightChunkRequest& m) {
   return encode_message(m, kDefaultFirstSegmentWords);
 }
+std::string encode(const StoredQuery& m) { return encode_message(m, kDefaultFirstSegmentWords); }
 
 StatusOr<MessageKind> peek_kind(std::string_view bytes, const DecodeOptions& options) {
   MessageKind result = MessageKind::kHeartbeat;
@@ -712,6 +828,9 @@ Status decode(std::string_view b, AdminReply* out, const DecodeOptions& o) {
 Status decode(std::string_view b, WeightChunkRequest* out, const DecodeOptions& o) {
   return decode_message(b, out, o);
 }
+Status decode(std::string_view b, StoredQuery* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
 Status decode(std::string_view b, WeightChunkView* out, const DecodeOptions& o) {
   // Aligned input is read in place (with_envelope copies only unaligned input), so the data view
   // points into `b` itself.
@@ -722,6 +841,16 @@ Status decode(std::string_view b, WeightChunkView* out, const DecodeOptions& o) 
   GRPO_CHECK(out->data.empty() ||
              (out->data.data() >= b.data() && out->data.data() + out->data.size() <= b.data() + b.size()));
   return ok_status();
+}
+
+// NCCL group set-up (cluster/nccl_group.h).
+std::string encode(const NcclGroupRequest& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+std::string encode(const NcclGroup& m) { return encode_message(m, kDefaultFirstSegmentWords); }
+Status decode(std::string_view b, NcclGroupRequest* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
+}
+Status decode(std::string_view b, NcclGroup* out, const DecodeOptions& o) {
+  return decode_message(b, out, o);
 }
 
 uint64_t checksum64(std::string_view data) { return XXH64(data.data(), data.size(), 0); }

@@ -11,7 +11,8 @@
 //   - InvalidArgument for a message that is well formed but not acceptable: too large, the wrong
 //     kind, another schema version, an unknown union member, inconsistent lengths (a Completion
 //     whose token_ids / logprobs / versions differ in length, a ScoredGroup whose rewards do not
-//     match its completions one to one);
+//     match its completions one to one), a list of group ids longer than kMaxReportedGroupIds
+//     (Heartbeat.stored_ids, StoredQuery.ids);
 //   - DataLoss for bytes that are not a valid message: empty, truncated, misaligned length, garbage
 //     pointers, trailing bytes, or a Cap'n Proto traversal / nesting limit exceeded.
 //
@@ -45,6 +46,10 @@ enum class MessageKind {
   kAdminRequest,
   kAdminReply,
   kWeightChunkRequest,
+  kStoredQuery,
+  // NCCL group set-up (cluster/nccl_group.h), numbered apart from the kinds above.
+  kNcclGroupRequest = 20,
+  kNcclGroup = 21,
 };
 
 // "LeaseRequest", "PromptLease", ...
@@ -56,6 +61,8 @@ constexpr size_t kMaxMessageBytes = size_t{512} << 20;  // 512 MiB
 constexpr uint32_t kMaxChunkBytes = uint32_t{256} << 20;  // 256 MiB
 // Deepest struct / list nesting decode() follows (the schema itself needs about 8).
 constexpr int kMaxNestingDepth = 16;
+// Most group ids one Heartbeat.stored_ids or StoredQuery.ids may carry (senders split longer lists).
+constexpr size_t kMaxReportedGroupIds = 4096;
 
 struct DecodeOptions {
   size_t max_message_bytes = kMaxMessageBytes;
@@ -82,6 +89,7 @@ std::string encode(const LeaseGrant& m);
 std::string encode(const AdminRequest& m);
 std::string encode(const AdminReply& m);
 std::string encode(const WeightChunkRequest& m);
+std::string encode(const StoredQuery& m);
 
 // Reads only the envelope (size, framing, schema version, which body) without decoding the body,
 // so a receiver can dispatch on it.
@@ -101,6 +109,7 @@ Status decode(std::string_view bytes, LeaseGrant* out, const DecodeOptions& opti
 Status decode(std::string_view bytes, AdminRequest* out, const DecodeOptions& options = {});
 Status decode(std::string_view bytes, AdminReply* out, const DecodeOptions& options = {});
 Status decode(std::string_view bytes, WeightChunkRequest* out, const DecodeOptions& options = {});
+Status decode(std::string_view bytes, StoredQuery* out, const DecodeOptions& options = {});
 
 // A WeightChunk read in place: `data` points into the encoded message, so a relay can check and
 // store a chunk without copying its payload, then forward the same bytes.
@@ -113,6 +122,16 @@ struct WeightChunkView {
 // Decodes a WeightChunk without copying its data. `bytes` must be 8-byte aligned (any heap
 // std::string is); InvalidArgument otherwise, besides decode()'s errors.
 Status decode(std::string_view bytes, WeightChunkView* out, const DecodeOptions& options = {});
+
+// NCCL group set-up (cluster/nccl_group.h). Besides the errors above, decode() refuses with
+// InvalidArgument a unique id that is neither empty nor kNcclUniqueIdBytes long, more than
+// kMaxNcclGroupMembers members, a member name longer than kMaxNcclMemberNameBytes, piece_bytes
+// above kMaxNcclPieceBytes, an error text longer than kMaxNcclErrorBytes, and an NcclGroup whose
+// rank is outside [-1, members) or that gives a rank without a unique id.
+std::string encode(const NcclGroupRequest& m);
+std::string encode(const NcclGroup& m);
+Status decode(std::string_view bytes, NcclGroupRequest* out, const DecodeOptions& options = {});
+Status decode(std::string_view bytes, NcclGroup* out, const DecodeOptions& options = {});
 
 // XXH64 of `data` with seed 0: the checksum of weight chunks.
 uint64_t checksum64(std::string_view data);

@@ -120,6 +120,9 @@ struct Heartbeat {
   groupsRetired @7 :UInt64;
   groupsStored @8 :UInt64;      # buffer: unique scored groups ever accepted
   leasesCompleted @9 :UInt64;   # generator: lease groups finished and sent on, cumulative
+  # buffer: ids of groups it holds (stored now or before) that it has not reported yet, or that
+  # the coordinator asked about (StoredQuery); at most kMaxReportedGroupIds (cluster/codec.h)
+  storedIds @10 :List(UInt64);
 }
 
 struct LeaseGrant {
@@ -163,6 +166,7 @@ struct AdminReply {
   members @12 :List(MemberInfo);
   epoch @13 :UInt64;        # the coordinator's epoch
   message @14 :Text;        # human summary of what a command did
+  leasesAwaitingStorage @15 :UInt64;  # finished by their generator, not yet confirmed by the buffer
 }
 
 # generator -> broadcaster: send these chunks of `version` again (they failed their checksum).
@@ -170,6 +174,12 @@ struct WeightChunkRequest {
   version @0 :UInt64;
   workerId @1 :UInt64;
   indices @2 :List(UInt32);
+}
+
+# coordinator -> buffer: which of these group ids do you hold? The buffer answers with a Heartbeat
+# whose storedIds lists those it holds. At most kMaxReportedGroupIds ids (cluster/codec.h).
+struct StoredQuery {
+  ids @0 :List(UInt64);
 }
 
 struct Envelope {
@@ -188,5 +198,28 @@ struct Envelope {
     adminRequest @11 :AdminRequest;
     adminReply @12 :AdminReply;
     weightChunkRequest @13 :WeightChunkRequest;
+    storedQuery @14 :StoredQuery;
+    ncclGroupRequest @15 :NcclGroupRequest;
+    ncclGroup @16 :NcclGroup;
   }
+}
+
+# NCCL weight broadcast (broadcaster.transport = "nccl"): forming a group of GPUs through the
+# coordinator (cluster/nccl_group.h). The root registers a group (uniqueId, members, pieceBytes
+# set); a member asks for the group current at an epoch (those empty) and gets its rank.
+struct NcclGroupRequest {
+  epoch @0 :UInt64;          # the weight version from which the group is used
+  member @1 :Text;           # the requester: "learner.0", "generator.3"
+  uniqueId @2 :Data;         # root: the NCCL unique id (128 bytes); member: empty
+  members @3 :List(Text);    # root: every member in rank order, itself first
+  pieceBytes @4 :UInt64;     # root: bytes per broadcast (each member's staging buffer)
+}
+
+struct NcclGroup {
+  epoch @0 :UInt64;          # the group's own epoch (<= the one asked for)
+  uniqueId @1 :Data;         # 128 bytes; empty when rank is -1
+  members @2 :List(Text);
+  pieceBytes @3 :UInt64;
+  rank @4 :Int32 = -1;       # the requester's rank; -1: no group for it (error says why)
+  error @5 :Text;
 }

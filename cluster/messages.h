@@ -141,6 +141,10 @@ struct Heartbeat {
   uint64_t groups_retired = 0;  // learner: groups consumed or dropped as stale, cumulative
   uint64_t groups_stored = 0;     // buffer: unique scored groups ever accepted
   uint64_t leases_completed = 0;  // generator: leased groups finished and sent on, cumulative
+  // buffer: ids of scored groups it holds (stored now or before) not reported yet, or asked about
+  // by the coordinator (StoredQuery); the coordinator counts a lease completed on this report.
+  // At most kMaxReportedGroupIds (cluster/codec.h).
+  std::vector<uint64_t> stored_ids;
 };
 
 // grpoctl -> coordinator over the admin socket (request/reply with identities).
@@ -169,8 +173,8 @@ struct AdminReply {
   uint64_t learner_step = 0;
   uint64_t total_steps = 0;
   uint64_t leases_issued = 0;     // lease groups granted, cumulative
-  uint64_t leases_completed = 0;  // lease groups whose generator finished them
-  uint64_t leases_in_flight = 0;
+  uint64_t leases_completed = 0;  // lease groups whose scored group the buffer confirmed stored
+  uint64_t leases_in_flight = 0;  // issued, not yet completed (generating, awaiting storage, re-issue)
   uint64_t groups_stored = 0;     // the buffer's unique scored groups
   uint64_t groups_retired = 0;    // evicted or dropped by the buffer
   int32_t desired_generators = 0;
@@ -178,6 +182,7 @@ struct AdminReply {
   std::vector<MemberInfo> members;
   uint64_t epoch = 0;             // the coordinator's epoch
   std::string message;            // what a command did, for people
+  uint64_t leases_awaiting_storage = 0;  // finished by their generator, the buffer has not confirmed
 };
 
 // generator -> broadcaster: chunks of `version` that failed their checksum; send them again.
@@ -185,6 +190,41 @@ struct WeightChunkRequest {
   uint64_t version = 0;
   uint64_t worker_id = 0;
   std::vector<uint32_t> indices;
+};
+
+// coordinator -> buffer: "which of these group ids do you hold?" (leases whose storage it has not
+// heard of in a while). The buffer answers with a Heartbeat whose stored_ids are the ones it holds.
+// At most kMaxReportedGroupIds ids (cluster/codec.h).
+struct StoredQuery {
+  std::vector<uint64_t> ids;
+};
+
+// ---- NCCL weight broadcast (broadcaster.transport = "nccl"): forming a group of GPUs through the
+// coordinator (cluster/nccl_group.h). decode() enforces these bounds.
+constexpr uint32_t kNcclUniqueIdBytes = 128;                // NCCL_UNIQUE_ID_BYTES
+constexpr uint32_t kMaxNcclGroupMembers = 4097;             // learner 0 and up to 4096 generators
+constexpr uint32_t kMaxNcclMemberNameBytes = 64;            // "generator.17"
+constexpr uint32_t kMaxNcclErrorBytes = 1024;
+constexpr uint64_t kMaxNcclPieceBytes = uint64_t{1} << 32;  // largest device staging buffer
+
+// root -> coordinator: registers the group of `epoch` (unique_id, members and piece_bytes set);
+// member -> coordinator: asks for the group current at `epoch` (unique_id and members empty).
+struct NcclGroupRequest {
+  uint64_t epoch = 0;                // the weight version from which the group is used
+  std::string member;                // the requester: "learner.0", "generator.3"
+  std::string unique_id;             // root: the NCCL unique id (kNcclUniqueIdBytes, binary)
+  std::vector<std::string> members;  // root: every member in rank order, itself first
+  uint64_t piece_bytes = 0;          // root: bytes per broadcast = each member's staging buffer
+};
+
+// coordinator -> requester: the group and the requester's rank in it, or rank -1 and why not.
+struct NcclGroup {
+  uint64_t epoch = 0;                // the group's own epoch (<= the one asked for)
+  std::string unique_id;             // kNcclUniqueIdBytes; empty when rank is -1
+  std::vector<std::string> members;  // rank order
+  uint64_t piece_bytes = 0;
+  int32_t rank = -1;
+  std::string error;                 // when rank is -1
 };
 
 }  // namespace grpo::cluster

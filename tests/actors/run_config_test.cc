@@ -115,5 +115,19 @@ TEST(RunConfigTest, BadRewardAndVerifierKeysAreRejectedNamingTheKey) {
   }
 }
 
+TEST(RunConfigTest, StoreTimeoutHasAGenerousDefaultAndARange) {
+  auto s = settings({});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->store_timeout_seconds, 120.0);
+  auto set = settings({"coordinator.store_timeout_seconds=30"});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->store_timeout_seconds, 30.0);
+  for (const char* bad : {"coordinator.store_timeout_seconds=0", "coordinator.store_timeout_seconds=1e7"}) {
+    auto r = settings({bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("coordinator.store_timeout_seconds"), std::string::npos) << r.status();
+  }
+}
+
 }  // namespace
 }  // namespace grpo::actors

@@ -148,6 +148,9 @@ std::vector<std::string> samples() {
   missing.worker_id = 1;
   missing.indices = {0, 2};
   out.push_back(cluster::encode(missing));
+  cluster::StoredQuery query;
+  query.ids = {3, 4, 9};
+  out.push_back(cluster::encode(query));
   return out;
 }
 
@@ -175,6 +178,9 @@ bool decodes(std::string_view bytes) {
     case MessageKind::kAdminRequest: return decodes_as<cluster::AdminRequest>(bytes);
     case MessageKind::kAdminReply: return decodes_as<cluster::AdminReply>(bytes);
     case MessageKind::kWeightChunkRequest: return decodes_as<cluster::WeightChunkRequest>(bytes);
+    case MessageKind::kStoredQuery: return decodes_as<cluster::StoredQuery>(bytes);
+    case MessageKind::kNcclGroupRequest: return decodes_as<cluster::NcclGroupRequest>(bytes);
+    case MessageKind::kNcclGroup: return decodes_as<cluster::NcclGroup>(bytes);
   }
   return true;  // a kind added later: treat it as well formed, so it is not sent
 }
@@ -233,7 +239,7 @@ TEST(ClusterFuzzTest, TenThousandMalformedFramesAtEachServiceLeaveItServing) {
     ASSERT_TRUE(decodes(s));
     for (size_t n = 0; n < s.size(); n += 7) ASSERT_FALSE(decodes(s.substr(0, n))) << n << " of " << s.size();
   }
-  ASSERT_EQ(samples().size(), static_cast<size_t>(MessageKind::kWeightChunkRequest) + 1) << "a message kind has no sample";
+  ASSERT_EQ(samples().size(), static_cast<size_t>(MessageKind::kStoredQuery) + 1) << "a message kind has no sample";
 
   cluster::test_util::TempDir tmp("fuzz");
   const std::string dir = tmp.path();

@@ -305,6 +305,39 @@ TEST(CodecTest, RoundTripHeartbeat) {
   expect_round_trip(sample_heartbeat(), MessageKind::kHeartbeat);
 }
 
+// The buffer's storage reports and the coordinator's questions about them: lists of group ids, at
+// most kMaxReportedGroupIds of them; a longer list is refused (InvalidArgument), not copied.
+TEST(CodecTest, StoredGroupIdListsRoundTripAndAreBounded) {
+  Heartbeat hb = sample_heartbeat();
+  hb.role = "buffer";
+  hb.stored_ids = {1, 7, 0xFFFFFFFFFFFFFFFFull};
+  Heartbeat back;
+  ASSERT_TRUE(decode(encode(hb), &back).ok());
+  EXPECT_EQ(back.stored_ids, hb.stored_ids);
+  StoredQuery q;
+  q.ids.resize(kMaxReportedGroupIds);
+  for (size_t i = 0; i < q.ids.size(); ++i) q.ids[i] = i + 1;
+  const std::string bytes = encode(q);
+  ASSERT_EQ(peek_kind(bytes).value(), MessageKind::kStoredQuery);
+  EXPECT_STREQ(message_kind_name(MessageKind::kStoredQuery), "StoredQuery");
+  StoredQuery q_back;
+  ASSERT_TRUE(decode(bytes, &q_back).ok());
+  EXPECT_EQ(q_back.ids, q.ids);
+  AdminReply reply;
+  reply.leases_awaiting_storage = 5;
+  AdminReply reply_back;
+  ASSERT_TRUE(decode(encode(reply), &reply_back).ok());
+  EXPECT_EQ(reply_back.leases_awaiting_storage, 5u);
+
+  q.ids.push_back(kMaxReportedGroupIds + 1);
+  Status s = decode(encode(q), &q_back);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("more than the limit of 4096"), std::string::npos) << s;
+  hb.stored_ids = q.ids;
+  s = decode(encode(hb), &back);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s;
+}
+
 TEST(CodecTest, RoundTripDefaultValues) {
   expect_round_trip(LeaseRequest(), MessageKind::kLeaseRequest);
   expect_round_trip(PromptLease(), MessageKind::kPromptLease);
