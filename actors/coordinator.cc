@@ -649,6 +649,9 @@ void on_tick(Self* self) {
     if (m.state == "retired" || m.state == "lost") continue;
     if (now > m.last_seen_ms + member_timeout) {
       m.state = "lost";
+      // After the last step members stop as they finish (learner 0 evaluates, then all exit):
+      // nothing is left to re-issue and nothing to warn about.
+      if (s.done) continue;
       GRPO_LOG(kWarn) << "coordinator: " << key.first << " " << key.second << " is lost (silent for "
                       << (now - m.last_seen_ms) / 1000 << " s)";
       if (key.first == "generator") {
