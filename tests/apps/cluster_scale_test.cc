@@ -11,38 +11,19 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "cluster_util.h"
 #include "run_grpo.h"
 
 namespace grpo {
 namespace {
 namespace fs = std::filesystem;
 using testing::app_binary;
+using testing::Ctl;
+using testing::grpoctl;
 using testing::lines_of;
 using testing::read_file;
 using testing::run_grpo;
 using testing::source_dir;
-
-struct Ctl {
-  int exit_code = -1;
-  std::string out;
-  nlohmann::json json;
-};
-
-Ctl grpoctl(const std::string& endpoint, const std::string& args) {
-  Ctl r;
-  const std::string cmd = app_binary("grpoctl") + " --endpoint " + endpoint + " --timeout-ms 2000 " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (args.find("--json") != std::string::npos && r.exit_code == 0) {
-    r.json = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-  }
-  return r;
-}
 
 std::string member_state(const nlohmann::json& reply, const std::string& role, int id, uint64_t* completed = nullptr) {
   if (!reply.contains("members")) return "";

@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cluster_util.h"
 #include "run_grpo.h"
 
 namespace grpo {
 namespace {
 namespace fs = std::filesystem;
+using testing::find_service;
 using testing::read_file;
 using testing::lines_of;
 using testing::run_grpo;
@@ -24,25 +26,6 @@ std::vector<std::string> up_args(const std::string& dir, int steps) {
           "model.ffn_hidden=64", "sft.steps=3", "sft.batch_size=8", "grpo.steps=" + std::to_string(steps),
           "grpo.group_size=4", "grpo.groups_per_step=2", "generator.batch_groups=1", "task.eval_prompts=8",
           "task.eval_samples=1", "checkpoint.every=5"};
-}
-
-// The pid of a service from the /proc command lines of the children of `parent`.
-pid_t find_service(pid_t parent, const std::string& role, const std::string& id) {
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = read_file(e.path() / "stat");
-    const size_t close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    int ppid = 0;
-    char state = 0;
-    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2 || ppid != parent) continue;
-    std::string cmd = read_file(e.path() / "cmdline");
-    for (char& c : cmd)
-      if (c == '\0') c = ' ';
-    if (cmd.find("--role " + role + " --id " + id + " ") != std::string::npos) return std::stoi(name);
-  }
-  return -1;
 }
 
 TEST(ClusterUpTest, EightServicesTrainAndKilledGeneratorAndCoordinatorAreRestarted) {

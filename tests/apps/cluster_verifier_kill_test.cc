@@ -14,60 +14,21 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "cluster_util.h"
 #include "run_grpo.h"
 
 namespace grpo {
 namespace {
 namespace fs = std::filesystem;
 using testing::app_binary;
+using testing::Ctl;
+using testing::grpoctl;
+using testing::ctl_field;
+using testing::find_service;
 using testing::lines_of;
 using testing::read_file;
 using testing::run_grpo;
 using testing::source_dir;
-
-struct Ctl {
-  int exit_code = -1;
-  std::string out;
-  nlohmann::json json;
-};
-
-Ctl grpoctl(const std::string& endpoint, const std::string& args) {
-  Ctl r;
-  const std::string cmd = app_binary("grpoctl") + " --endpoint " + endpoint + " --timeout-ms 2000 " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (args.find("--json") != std::string::npos && r.exit_code == 0)
-    r.json = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-  return r;
-}
-
-uint64_t field(const Ctl& c, const char* key, uint64_t missing) {
-  return c.json.is_object() ? c.json.value(key, missing) : missing;
-}
-
-// The pid of a service from the /proc command lines of the children of `parent`.
-pid_t find_service(pid_t parent, const std::string& role, const std::string& id) {
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = read_file(e.path() / "stat");
-    const size_t close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    int ppid = 0;
-    char state = 0;
-    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2 || ppid != parent) continue;
-    std::string cmd = read_file(e.path() / "cmdline");
-    for (char& c : cmd)
-      if (c == '\0') c = ' ';
-    if (cmd.find("--role " + role + " --id " + id + " ") != std::string::npos) return std::stoi(name);
-  }
-  return -1;
-}
 
 TEST(ClusterVerifierKillTest, AVerifierKilledWithGroupsInItsQueueLosesNoGroup) {
   const std::string dir = ::testing::TempDir() + "grpo_cluster_vkill_" + std::to_string(::getpid());
@@ -115,7 +76,7 @@ TEST(ClusterVerifierKillTest, AVerifierKilledWithGroupsInItsQueueLosesNoGroup) {
         if (!may_ask) break;
         last_poll = now;
         // The generators keep finishing groups; those routed to verifier 0 cannot be stored.
-        const uint64_t awaiting = field(grpoctl(admin, "status --json"), "leases_awaiting_storage", 0);
+        const uint64_t awaiting = ctl_field(grpoctl(admin, "status --json"), "leases_awaiting_storage", 0);
         if ((now - phase_start > std::chrono::seconds(3) && awaiting > 0) || now - phase_start > std::chrono::seconds(15)) {
           kill(victim, SIGKILL);
           awaiting_at_kill = awaiting;
@@ -144,8 +105,8 @@ TEST(ClusterVerifierKillTest, AVerifierKilledWithGroupsInItsQueueLosesNoGroup) {
         Ctl c = grpoctl(admin, "status --json");
         if (c.json.is_object() && c.json.value("run_state", "") != "paused")
           failure += "run state is not paused (the run ended first?): " + c.out;
-        if (field(c, "leases_in_flight", 1) == 0) {
-          const uint64_t s = field(c, "groups_stored", 0), l = field(c, "leases_completed", 0);
+        if (ctl_field(c, "leases_in_flight", 1) == 0) {
+          const uint64_t s = ctl_field(c, "groups_stored", 0), l = ctl_field(c, "leases_completed", 0);
           stable_polls = (s == stored && l == completed) ? stable_polls + 1 : 0;
           stored = s;
           completed = l;
