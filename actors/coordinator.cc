@@ -498,16 +498,22 @@ void on_stored(Self* self, const std::vector<uint64_t>& ids) {
 template <typename Pred>
 size_t move_awaiting(CoordinatorState& s, Pred lost, const std::string& why) {
   size_t n = 0;
+  std::string which;  // the first few, for the log: group id (generator, verifier)
   for (auto a = s.awaiting.begin(); a != s.awaiting.end();) {
     if (!lost(a->second)) {
       ++a;
       continue;
     }
+    if (n < 8)
+      which += (n > 0 ? ", " : "") + std::to_string(a->first) + " (generator " + std::to_string(a->second.worker) +
+               ", verifier " + std::to_string(a->second.verifier) + ")";
     s.reissue.push_back(std::move(a->second.lease));
     a = s.awaiting.erase(a);
     ++n;
   }
-  if (n > 0) GRPO_LOG(kWarn) << "coordinator: " << why << "; " << n << " finished lease(s) not yet confirmed stored are re-issued";
+  if (n > 0)
+    GRPO_LOG(kWarn) << "coordinator: " << why << "; " << n << " finished lease(s) not yet confirmed stored are re-issued: "
+                    << which << (n > 8 ? ", ..." : "");
   return n;
 }
 
