@@ -34,9 +34,17 @@ capnp::Text::Reader text_of(const std::string& s) {
   return capnp::Text::Reader(s.c_str(), s.size());
 }
 
+capnp::Data::Reader data_of(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
 template <typename ListBuilder, typename T>
 void copy_list(ListBuilder list, const std::vector<T>& values) {
   for (size_t i = 0; i < values.size(); ++i) list.set(static_cast<unsigned>(i), values[i]);
+}
+
+void copy_text_list(capnp::List<capnp::Text>::Builder list, const std::vector<std::string>& values) {
+  for (size_t i = 0; i < values.size(); ++i) list.set(static_cast<unsigned>(i), text_of(values[i]));
 }
 
 void to_wire(const SamplingParams& m, w::SamplingParams::Builder b) {
@@ -137,8 +145,7 @@ void to_wire(const WeightManifest& m, w::WeightManifest::Builder b) {
   b.setChunkBytes(m.chunk_bytes);
   copy_list(b.initChunkChecksums(static_cast<unsigned>(m.chunk_checksums.size())),
             m.chunk_checksums);
-  auto relay = b.initRelay(static_cast<unsigned>(m.relay.size()));
-  for (size_t i = 0; i < m.relay.size(); ++i) relay.set(static_cast<unsigned>(i), text_of(m.relay[i]));
+  copy_text_list(b.initRelay(static_cast<unsigned>(m.relay.size())), m.relay);
 }
 
 void to_wire(const WeightChunkRequest& m, w::WeightChunkRequest::Builder b) {
@@ -151,7 +158,7 @@ void to_wire(const WeightChunk& m, w::WeightChunk::Builder b) {
   b.setVersion(m.version);
   b.setIndex(m.index);
   b.setChecksum(m.checksum);
-  b.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.data.data()), m.data.size()));
+  b.setData(data_of(m.data));
 }
 
 void to_wire(const Heartbeat& m, w::Heartbeat::Builder b) {
@@ -243,16 +250,14 @@ w::StoredQuery::Builder init_body(Body::Builder b, const StoredQuery*) { return 
 void to_wire(const NcclGroupRequest& m, w::NcclGroupRequest::Builder b) {
   b.setEpoch(m.epoch);
   b.setMember(text_of(m.member));
-  b.setUniqueId(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.unique_id.data()), m.unique_id.size()));
-  auto members = b.initMembers(static_cast<unsigned>(m.members.size()));
-  for (size_t i = 0; i < m.members.size(); ++i) members.set(static_cast<unsigned>(i), text_of(m.members[i]));
+  b.setUniqueId(data_of(m.unique_id));
+  copy_text_list(b.initMembers(static_cast<unsigned>(m.members.size())), m.members);
   b.setPieceBytes(m.piece_bytes);
 }
 void to_wire(const NcclGroup& m, w::NcclGroup::Builder b) {
   b.setEpoch(m.epoch);
-  b.setUniqueId(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.unique_id.data()), m.unique_id.size()));
-  auto members = b.initMembers(static_cast<unsigned>(m.members.size()));
-  for (size_t i = 0; i < m.members.size(); ++i) members.set(static_cast<unsigned>(i), text_of(m.members[i]));
+  b.setUniqueId(data_of(m.unique_id));
+  copy_text_list(b.initMembers(static_cast<unsigned>(m.members.size())), m.members);
   b.setPieceBytes(m.piece_bytes);
   b.setRank(m.rank);
   b.setError(text_of(m.error));
@@ -542,6 +547,11 @@ Status nccl_id_from_wire(capnp::Data::Reader id, std::string* out) {
   out->assign(reinterpret_cast<const char*>(id.begin()), id.size());
   return ok_status();
 }
+Status nccl_member_name_ok(size_t bytes) {
+  if (bytes <= kMaxNcclMemberNameBytes) return ok_status();
+  return invalid_argument("NCCL group member name of " + std::to_string(bytes) + " bytes, more than " +
+                          std::to_string(kMaxNcclMemberNameBytes));
+}
 Status nccl_members_from_wire(capnp::List<capnp::Text>::Reader list, std::vector<std::string>* out) {
   if (list.size() > kMaxNcclGroupMembers)
     return invalid_argument(std::to_string(list.size()) + " NCCL group members, more than the limit of " +
@@ -549,9 +559,7 @@ Status nccl_members_from_wire(capnp::List<capnp::Text>::Reader list, std::vector
   out->clear();
   out->reserve(list.size());
   for (auto t : list) {
-    if (t.size() > kMaxNcclMemberNameBytes)
-      return invalid_argument("NCCL group member name of " + std::to_string(t.size()) + " bytes, more than " +
-                              std::to_string(kMaxNcclMemberNameBytes));
+    GRPO_RETURN_IF_ERROR(nccl_member_name_ok(t.size()));
     out->push_back(from_text(t));
   }
   return ok_status();
@@ -563,11 +571,8 @@ Status nccl_piece_bytes_ok(uint64_t piece_bytes) {
 }
 Status from_wire(w::NcclGroupRequest::Reader r, NcclGroupRequest* m) {
   m->epoch = r.getEpoch();
-  auto member = r.getMember();
-  if (member.size() > kMaxNcclMemberNameBytes)
-    return invalid_argument("NCCL group member name of " + std::to_string(member.size()) + " bytes, more than " +
-                            std::to_string(kMaxNcclMemberNameBytes));
-  m->member = from_text(member);
+  GRPO_RETURN_IF_ERROR(nccl_member_name_ok(r.getMember().size()));
+  m->member = from_text(r.getMember());
   GRPO_RETURN_IF_ERROR(nccl_id_from_wire(r.getUniqueId(), &m->unique_id));
   GRPO_RETURN_IF_ERROR(nccl_members_from_wire(r.getMembers(), &m->members));
   m->piece_bytes = r.getPieceBytes();
