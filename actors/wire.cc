@@ -1,6 +1,7 @@
 #include "actors/wire.h"
 
 #include "actors/roles.h"
+#include "base/log_every.h"
 
 #include <chrono>
 #include <mutex>
@@ -148,7 +149,7 @@ Status Peers::send(const std::string& endpoint, std::string_view bytes) {
 
 void report_bad_message(const std::string& role, const Status& status, uint64_t* counter) {
   ++*counter;
-  if (*counter <= 10 || (*counter & (*counter - 1)) == 0)
+  if (log::worth_logging(*counter))
     GRPO_LOG(kWarn) << role << ": dropped a malformed message (" << *counter
                     << " so far): " << status.message();
 }

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "base/log.h"
+#include "base/log_every.h"
 #include "cluster/security_internal.h"
 #include "cluster/zmq_util.h"
 
@@ -20,10 +21,6 @@ constexpr size_t kMaxEndpointBytes = 256;
 constexpr uint64_t kMaxVersion = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
-
-// True for the first ten occurrences, then at powers of two: enough to see a problem without
-// flooding the log when a peer keeps sending garbage.
-bool worth_logging(uint64_t n) { return n <= 10 || (n & (n - 1)) == 0; }
 
 // The consistency checks of WeightAssembler::begin, without allocating the blob (the source only
 // verifies and relays; it never assembles).
@@ -130,7 +127,7 @@ void WeightRelay::report(const Status& status, uint64_t* counter) {
     std::lock_guard<std::mutex> lock(mu_);
     ++*counter;
   }
-  if (worth_logging(++logged_)) {
+  if (log::worth_logging(++logged_)) {
     GRPO_LOG(kWarn) << "weight relay of worker " << options_.worker_id << ": " << status.message()
                     << " (" << logged_ << " problems so far)";
   }
@@ -359,7 +356,7 @@ Status WeightSource::bad(Status status) {
 void WeightSource::send(const std::string& endpoint, std::string_view bytes) {
   Status st = send_(endpoint, bytes);
   if (st.ok() || st.code() == StatusCode::kCancelled) return;
-  if (worth_logging(++stats_.send_failures)) {
+  if (log::worth_logging(++stats_.send_failures)) {
     GRPO_LOG(kWarn) << "weight source: send to " << endpoint << " failed (" << stats_.send_failures
                     << " so far): " << st.message();
   }
