@@ -929,11 +929,11 @@ std::vector<WeightChunk> make_chunks(uint64_t version, std::string_view blob, ui
 
 WeightAssembler::WeightAssembler(uint64_t max_total_bytes) : max_total_bytes_(max_total_bytes) {}
 
-Status WeightAssembler::begin(const WeightManifest& manifest) {
+Status check_weight_manifest(const WeightManifest& manifest, uint64_t max_total_bytes) {
   const std::string what = "weight manifest of version " + std::to_string(manifest.version);
-  if (manifest.total_bytes > max_total_bytes_) {
+  if (manifest.total_bytes > max_total_bytes) {
     return invalid_argument(what + " announces " + std::to_string(manifest.total_bytes) +
-                            " bytes, more than the limit of " + std::to_string(max_total_bytes_));
+                            " bytes, more than the limit of " + std::to_string(max_total_bytes));
   }
   if (manifest.total_bytes > 0 && manifest.chunk_bytes == 0) {
     return invalid_argument(what + " has chunk_bytes 0");
@@ -952,6 +952,12 @@ Status WeightAssembler::begin(const WeightManifest& manifest) {
       return invalid_argument(what + ": tensor '" + t.name + "' lies outside the blob");
     }
   }
+  return ok_status();
+}
+
+Status WeightAssembler::begin(const WeightManifest& manifest) {
+  GRPO_RETURN_IF_ERROR(check_weight_manifest(manifest, max_total_bytes_));
+  const uint64_t num_chunks = manifest.chunk_checksums.size();  // one per chunk, as checked
   started_ = false;
   have_.clear();
   // Write into the blob of an abandoned version or a recycled buffer when one is large enough: the
@@ -968,7 +974,8 @@ Status WeightAssembler::begin(const WeightManifest& manifest) {
   } catch (const std::exception& e) {
     blob_ = std::string();
     have_.clear();
-    return out_of_range(what + ": cannot allocate " + std::to_string(manifest.total_bytes) +
+    return out_of_range("weight manifest of version " + std::to_string(manifest.version) + ": cannot allocate " +
+                        std::to_string(manifest.total_bytes) +
                         " bytes (" + e.what() + ")");
   }
   manifest_ = manifest;

@@ -143,6 +143,12 @@ uint64_t checksum64(std::string_view data);
 std::vector<WeightChunk> make_chunks(uint64_t version, std::string_view blob, uint32_t chunk_bytes,
                                      WeightManifest* manifest);
 
+// The consistency checks of a manifest (WeightAssembler::begin makes them; a relay that only
+// verifies and forwards makes them without assembling): total_bytes within max_total_bytes,
+// chunk_bytes not 0 when there are bytes, at most 2^32 chunks, one checksum per chunk, and every
+// tensor inside the blob. InvalidArgument naming the version and the fault.
+Status check_weight_manifest(const WeightManifest& manifest, uint64_t max_total_bytes);
+
 // Reassembles the blob of one weight version from its manifest and chunks arriving in any order.
 //
 //   WeightAssembler a;

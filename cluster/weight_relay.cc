@@ -22,27 +22,12 @@ constexpr uint64_t kMaxVersion = static_cast<uint64_t>(std::numeric_limits<int64
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
-// The consistency checks of WeightAssembler::begin, without allocating the blob (the source only
-// verifies and relays; it never assembles).
+// What WeightAssembler::begin checks (check_weight_manifest), plus the version range, without
+// allocating the blob (the source only verifies and relays; it never assembles).
 Status check_manifest(const WeightManifest& m, uint64_t max_total_bytes) {
-  const std::string what = "weight manifest of version " + std::to_string(m.version);
-  if (m.version > kMaxVersion) return invalid_argument(what + ": version out of range");
-  if (m.total_bytes > max_total_bytes) {
-    return invalid_argument(what + " announces " + std::to_string(m.total_bytes) +
-                            " bytes, more than the limit of " + std::to_string(max_total_bytes));
-  }
-  if (m.total_bytes > 0 && m.chunk_bytes == 0) return invalid_argument(what + " has chunk_bytes 0");
-  const uint64_t chunks = m.total_bytes == 0 ? 0 : (m.total_bytes + m.chunk_bytes - 1) / m.chunk_bytes;
-  if (m.chunk_checksums.size() != chunks) {
-    return invalid_argument(what + " lists " + std::to_string(m.chunk_checksums.size()) +
-                            " chunk checksums for " + std::to_string(chunks) + " chunks");
-  }
-  for (const TensorMeta& t : m.tensors) {
-    if (t.offset > m.total_bytes || t.nbytes > m.total_bytes - t.offset) {
-      return invalid_argument(what + ": tensor '" + t.name + "' lies outside the blob");
-    }
-  }
-  return ok_status();
+  if (m.version > kMaxVersion)
+    return invalid_argument("weight manifest of version " + std::to_string(m.version) + ": version out of range");
+  return check_weight_manifest(m, max_total_bytes);
 }
 
 bool same_layout(const WeightManifest& a, const WeightManifest& b) {
